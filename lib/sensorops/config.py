@@ -1,0 +1,113 @@
+"""Settings, read from the environment under the standard names, with local defaults.
+
+Precedence: the process environment, then the repository's git-ignored `.env` (written by `make up` with the
+generated credentials), then the local platform's defaults. Point the notebooks at another deployment (a cluster,
+an existing MinIO) by setting the same variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository checkout (the package is installed editable from `lib/`)."""
+
+ENV_FILE = ROOT / ".env"
+
+# Topics and buckets of the pipeline.
+SENSOR_TOPIC = "sensor-events"
+FEATURES_TOPIC = "sensor-features"
+AGGREGATES_TOPIC = "sensor-aggregates"
+DEAD_LETTER_TOPIC = "sensor-events-dlq"
+ARCHIVE_BUCKET = "sensor-archive"
+MLFLOW_BUCKET = "mlflow-artifacts"
+CHECKPOINT_BUCKET = "flink-checkpoints"
+BUCKETS = (ARCHIVE_BUCKET, MLFLOW_BUCKET, CHECKPOINT_BUCKET)
+
+DEFAULTS = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:8333",
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+    "FLINK_REST_URL": "http://127.0.0.1:8081",
+    "AIRFLOW_API_URL": "http://127.0.0.1:8080",
+    "AIRFLOW_USERNAME": "admin",
+    "AIRFLOW_PASSWORD": "",
+    "SENSOROPS_HOME": str(ROOT / ".platform"),
+}
+
+
+def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
+    """Parse a `KEY=value` file; missing file means no values."""
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str
+    aws_endpoint_url: str
+    aws_access_key_id: str
+    aws_secret_access_key: str
+    aws_region: str
+    mlflow_tracking_uri: str
+    flink_rest_url: str
+    airflow_api_url: str
+    airflow_username: str
+    airflow_password: str = field(repr=False)
+    home: Path
+
+    @property
+    def s3_secure(self) -> bool:
+        return self.aws_endpoint_url.startswith("https://")
+
+    @property
+    def s3_host(self) -> str:
+        """The endpoint as `host:port`, the form the minio SDK takes."""
+        return self.aws_endpoint_url.split("://", 1)[-1].rstrip("/")
+
+
+def load() -> Settings:
+    """Current settings: environment, then `.env`, then defaults."""
+    merged = {**DEFAULTS, **read_env_file(), **{k: v for k, v in os.environ.items() if k in DEFAULTS}}
+    return Settings(
+        kafka_bootstrap_servers=merged["KAFKA_BOOTSTRAP_SERVERS"],
+        aws_endpoint_url=merged["AWS_ENDPOINT_URL"],
+        aws_access_key_id=merged["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=merged["AWS_SECRET_ACCESS_KEY"],
+        aws_region=merged["AWS_DEFAULT_REGION"],
+        mlflow_tracking_uri=merged["MLFLOW_TRACKING_URI"],
+        flink_rest_url=merged["FLINK_REST_URL"].rstrip("/"),
+        airflow_api_url=merged["AIRFLOW_API_URL"].rstrip("/"),
+        airflow_username=merged["AIRFLOW_USERNAME"],
+        airflow_password=merged["AIRFLOW_PASSWORD"],
+        home=Path(merged["SENSOROPS_HOME"]),
+    )
+
+
+def export_environment(settings: Settings | None = None) -> dict[str, str]:
+    """The settings as environment variables, for child processes and clients (boto3, mlflow) that read them."""
+    s = settings or load()
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+        "AWS_ENDPOINT_URL": s.aws_endpoint_url,
+        "MLFLOW_S3_ENDPOINT_URL": s.aws_endpoint_url,
+        "AWS_ACCESS_KEY_ID": s.aws_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s.aws_secret_access_key,
+        "AWS_DEFAULT_REGION": s.aws_region,
+        "MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
+        "FLINK_REST_URL": s.flink_rest_url,
+        "AIRFLOW_API_URL": s.airflow_api_url,
+        "SENSOROPS_HOME": str(s.home),
+    }
