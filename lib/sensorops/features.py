@@ -1,0 +1,229 @@
+"""The feature table: one definition shared by the stream job, training and real-time scoring.
+
+One row per valid sensor event. The stream job (`sensorops.stream`) computes it in Flink SQL; `compute_features`
+computes it in pandas for training and tests. Both follow the definitions below, and a test checks that they agree on
+the same input (to floating-point tolerance).
+
+Order. Per-sensor features (rolling statistics, rate of change) follow the order in which a sensor's readings
+*arrive* (the Kafka log order of its partition; the key is the sensor id), not the order of their timestamps.
+That is what a real-time scorer sees too, it keeps late events instead of dropping them, and it needs no waiting
+for the watermark, so a feature row leaves the job milliseconds after its event arrives.
+
+Definitions (`x` is one of temperature, humidity, pressure; `n` is `ROLLING_WINDOW`):
+
+- `event_time`: the event's `timestamp`, UTC, millisecond precision.
+- `hour` (0-23, UTC), `day_of_week` (Monday=0 ... Sunday=6), `is_weekend` (Saturday or Sunday),
+  `is_business_hours` (not a weekend, `BUSINESS_HOURS[0] <= hour < BUSINESS_HOURS[1]`).
+- `<x>_rolling_mean`, `<x>_rolling_std`: mean and population standard deviation of the non-null values among the
+  sensor's last `n` readings, the current one included. The variance is computed as mean(x^2) - mean(x)^2, clipped
+  at 0 and rounded to 6 decimals (so that a stuck sensor has exactly 0, not floating-point noise).
+- `<x>_zscore` (`temp_zscore` for temperature): (x - rolling_mean) / rolling_std; 0 when the std is 0; null when
+  x is null.
+- `<x>_rate_of_change`: (x - previous x) / seconds since the previous reading of the sensor, in units per second;
+  null for the first reading, when either value is null, or when the previous reading is not older (dt <= 0).
+- `comfort_index`: Thom's discomfort index in degrees C, T - 0.55 (1 - RH/100) (T - 14.5).
+- `temp_humidity_interaction`: T * RH / 100.
+- `trend_category`: 'rising' when temperature - temp_rolling_mean (rounded to 6 decimals) > `TREND_THRESHOLD`,
+  'falling' when < -`TREND_THRESHOLD`, 'stable' otherwise, 'unknown' when temperature is null.
+
+Validity (anything else is a dead letter, with one of `DEAD_LETTER_REASONS`): the payload is a JSON object;
+`sensor_id` and `timestamp` are present and not null; `sensor_id` is a non-empty string; `timestamp` is a string
+`YYYY-MM-DDTHH:MM:SS[.f]Z` naming a real instant; temperature, humidity and pressure are each a JSON number, null, or
+absent. Optional descriptive fields (location, device_info, is_anomaly, anomaly_type) of the wrong type become null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROLLING_WINDOW = 10
+"""Readings per sensor in the rolling window, the current one included."""
+
+BUSINESS_HOURS = (8, 18)
+TREND_THRESHOLD = 0.5
+"""Degrees C above (below) the rolling mean that make a reading 'rising' ('falling')."""
+
+CHANNELS = {"temperature": "temp", "humidity": "humidity", "pressure": "pressure"}
+"""Measured channels and the prefix of their feature columns."""
+
+DEAD_LETTER_REASONS = ("invalid_json", "missing_field", "wrong_type")
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$"
+
+EVENT_COLUMNS = [
+    "sensor_id", "event_time", "temperature", "humidity", "pressure", "is_anomaly", "anomaly_type",
+    "building", "floor", "room", "device_model", "firmware_version", "battery_level",
+]
+TEMPORAL_COLUMNS = ["hour", "day_of_week", "is_weekend", "is_business_hours"]
+ROLLING_COLUMNS = [
+    f"{p}_{s}" for p in CHANNELS.values() for s in ("rolling_mean", "rolling_std", "zscore")
+]
+RATE_COLUMNS = [f"{p}_rate_of_change" for p in CHANNELS.values()]
+DERIVED_COLUMNS = ["comfort_index", "temp_humidity_interaction", "trend_category"]
+
+FEATURE_COLUMNS = EVENT_COLUMNS + TEMPORAL_COLUMNS + ROLLING_COLUMNS + RATE_COLUMNS + DERIVED_COLUMNS
+"""The columns of the feature table, in order."""
+
+NUMERIC_FEATURES = (
+    ["temperature", "humidity", "pressure", "floor", "battery_level", "hour", "day_of_week"]
+    + ROLLING_COLUMNS + RATE_COLUMNS + ["comfort_index", "temp_humidity_interaction"]
+)
+"""Numeric columns a model can take as they are (booleans and categories need encoding)."""
+
+_TS_RE = re.compile(TIMESTAMP_PATTERN)
+
+
+def parse_timestamp(value: str) -> pd.Timestamp | None:
+    """The instant an ISO-8601 UTC timestamp names, truncated to milliseconds; None if it is not one."""
+    if not isinstance(value, str) or not _TS_RE.match(value):
+        return None
+    try:
+        base = datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    frac = value[20:-1] if len(value) > 20 else ""
+    millis = int((frac + "000")[:3]) if frac else 0
+    return pd.Timestamp(base) + pd.Timedelta(milliseconds=millis)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def dead_letter_reason(payload: bytes | str) -> str | None:
+    """Why a raw Kafka value is a dead letter (one of `DEAD_LETTER_REASONS`), or None if it is a valid event."""
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return "invalid_json"
+    if not isinstance(obj, dict):
+        return "invalid_json"
+    if obj.get("sensor_id") is None or obj.get("timestamp") is None:
+        return "missing_field"
+    sensor_id = obj["sensor_id"]
+    if not isinstance(sensor_id, str) or not sensor_id:
+        return "wrong_type"
+    if parse_timestamp(obj["timestamp"]) is None:
+        return "wrong_type"
+    for channel in CHANNELS:
+        value = obj.get(channel)
+        if value is not None and not _is_number(value):
+            return "wrong_type"
+    return None
+
+
+def _field(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else None
+
+
+def _scalar(value: Any, kind: type) -> Any:
+    """A descriptive field as the stream reads it: the right type or None."""
+    if kind is str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        return None
+    if kind is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if kind is float:
+        return float(value) if _is_number(value) else None
+    return None
+
+
+def flatten_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """One valid event (nested, as on the topic) as a flat row of `EVENT_COLUMNS`."""
+    location, device = event.get("location"), event.get("device_info")
+    anomaly = event.get("is_anomaly")
+    return {
+        "sensor_id": event["sensor_id"],
+        "event_time": parse_timestamp(event["timestamp"]),
+        "temperature": _scalar(event.get("temperature"), float),
+        "humidity": _scalar(event.get("humidity"), float),
+        "pressure": _scalar(event.get("pressure"), float),
+        "is_anomaly": anomaly is True or anomaly == "true",
+        "anomaly_type": _scalar(event.get("anomaly_type"), str) or "none",
+        "building": _scalar(_field(location, "building"), str),
+        "floor": _scalar(_field(location, "floor"), int),
+        "room": _scalar(_field(location, "room"), str),
+        "device_model": _scalar(_field(device, "model"), str),
+        "firmware_version": _scalar(_field(device, "firmware_version"), str),
+        "battery_level": _scalar(_field(device, "battery_level"), float),
+    }
+
+
+def split_payloads(payloads: Iterable[bytes | str]) -> tuple[pd.DataFrame, list[tuple[bytes | str, str]]]:
+    """Raw Kafka values, in arrival order, as (flat valid events, [(payload, reason)] dead letters)."""
+    rows, dead = [], []
+    for payload in payloads:
+        reason = dead_letter_reason(payload)
+        if reason:
+            dead.append((payload, reason))
+        else:
+            rows.append(flatten_event(json.loads(payload)))
+    return events_frame(rows), dead
+
+
+def events_frame(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Events, nested (as produced) or already flat, as a DataFrame of `EVENT_COLUMNS` with proper dtypes."""
+    if isinstance(events, pd.DataFrame):
+        records = events.to_dict("records")
+    else:
+        records = list(events)
+    rows = [r if "event_time" in r else flatten_event(r) for r in records]
+    frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True).astype("datetime64[ms, UTC]")
+    for col in ("temperature", "humidity", "pressure", "battery_level"):
+        frame[col] = frame[col].astype("float64")
+    frame["floor"] = frame["floor"].astype("Int32")
+    frame["is_anomaly"] = frame["is_anomaly"].astype(bool)
+    return frame
+
+
+def compute_features(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """The feature table for valid events given in arrival order (the batch twin of the stream job).
+
+    `events` are nested event dicts as produced, or a DataFrame of them or of flat `EVENT_COLUMNS` rows.
+    Returns one row per event, in the input order, with exactly `FEATURE_COLUMNS`.
+    """
+    df = events_frame(events).reset_index(drop=True)
+    ts = df["event_time"]
+    df["hour"] = ts.dt.hour.astype("int32")
+    df["day_of_week"] = ts.dt.dayofweek.astype("int32")
+    df["is_weekend"] = df["day_of_week"] >= 5
+    df["is_business_hours"] = (
+        ~df["is_weekend"] & (df["hour"] >= BUSINESS_HOURS[0]) & (df["hour"] < BUSINESS_HOURS[1])
+    )
+    by_sensor = df.groupby("sensor_id", sort=False)
+    dt_s = (ts - by_sensor["event_time"].shift(1)).dt.total_seconds()
+    for channel, prefix in CHANNELS.items():
+        x = df[channel]
+        rolling = by_sensor[channel].rolling(ROLLING_WINDOW, min_periods=1)
+        mean = rolling.mean().reset_index(level=0, drop=True).sort_index()
+        mean_sq = (
+            (x * x).groupby(df["sensor_id"], sort=False).rolling(ROLLING_WINDOW, min_periods=1).mean()
+            .reset_index(level=0, drop=True).sort_index()
+        )
+        var = (mean_sq - mean * mean).clip(lower=0).round(6)
+        std = np.sqrt(var)
+        df[f"{prefix}_rolling_mean"] = mean
+        df[f"{prefix}_rolling_std"] = std
+        df[f"{prefix}_zscore"] = np.where(x.isna(), np.nan, np.where(std > 0, (x - mean) / std.where(std > 0), 0.0))
+        prev = by_sensor[channel].shift(1)
+        df[f"{prefix}_rate_of_change"] = ((x - prev) / dt_s).where(dt_s > 0)
+    t, rh = df["temperature"], df["humidity"]
+    df["comfort_index"] = t - 0.55 * (1 - 0.01 * rh) * (t - 14.5)
+    df["temp_humidity_interaction"] = t * rh / 100.0
+    diff = (t - df["temp_rolling_mean"]).round(6)
+    df["trend_category"] = np.select(
+        [t.isna(), diff > TREND_THRESHOLD, diff < -TREND_THRESHOLD], ["unknown", "rising", "falling"], "stable"
+    )
+    return df[FEATURE_COLUMNS]
+
