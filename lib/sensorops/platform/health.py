@@ -67,13 +67,12 @@ def _kafka(s: config.Settings, timeout: float) -> tuple[str, str]:
     admin = KafkaAdminClient(
         bootstrap_servers=s.kafka_bootstrap_servers,
         request_timeout_ms=int(timeout * 1000),
-        api_version_auto_timeout_ms=int(timeout * 1000),
         client_id="sensorops-health",
     )
     try:
         cluster = admin.describe_cluster()
-        version = ".".join(map(str, admin.config["api_version"]))
-        return f"protocol {version}", f"cluster {cluster['cluster_id']}, {len(cluster['brokers'])} broker(s)"
+        api = ".".join(map(str, admin._client.check_version()))  # the newest protocol both sides speak
+        return f"API {api}", f"cluster {cluster['cluster_id']}, {len(cluster['brokers'])} broker(s)"
     finally:
         admin.close()
 

@@ -1,0 +1,48 @@
+"""`sensorops platform up|status|down|clean`: the local platform."""
+
+from __future__ import annotations
+
+import argparse
+
+from sensorops import config
+from sensorops.platform import local
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("platform", help="start, inspect and stop the local platform")
+    actions = parser.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="install what is missing, start everything, wait until healthy")
+    up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health (default 300)")
+    up.set_defaults(handler=_up)
+    actions.add_parser("status", help="per service: up or down, URL, PIDs (exit 1 if any is down)").set_defaults(handler=_status)
+    actions.add_parser("down", help="stop every service (data is kept)").set_defaults(handler=_down)
+    actions.add_parser("clean", help="stop everything and delete the platform's data").set_defaults(handler=_clean)
+
+
+def _up(args: argparse.Namespace) -> int:
+    results = local.up(timeout=args.timeout)
+    print("The platform is up:")
+    for h in results.values():
+        print(f"  {h.service:<8} {h.url:<24} {h.version}")
+    s = config.load()
+    print(f"Credentials (S3 keys, Airflow login {s.airflow_username}) are in {config.ENV_FILE}; logs in {s.home / 'logs'}.")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    rows = local.status()
+    for r in rows:
+        pids = ",".join(map(str, r.pids)) or "-"
+        print(f"{r.service:<8} {'up' if r.ok else 'DOWN':<5} {r.url:<24} pid {pids:<14} {r.detail}")
+    return 0 if all(r.ok for r in rows) else 1
+
+
+def _down(args: argparse.Namespace) -> int:
+    print("Stopped the platform; its data is kept." if local.down() else "Nothing was running.")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    local.clean()
+    print(f"Stopped the platform and deleted {config.load().home}.")
+    return 0
