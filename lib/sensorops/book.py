@@ -315,6 +315,17 @@ def plotly_to_html(nb: Any) -> int:
     return count
 
 
+def plotly_outputs(nb: Any) -> int:
+    """How many plotly figures a notebook shows (outputs of cells the book does not remove)."""
+    hidden = {"remove-output", "remove-cell"}
+    return sum(
+        PLOTLY_MIME in out.get("data", {})
+        for cell in nb.cells
+        if cell.cell_type == "code" and not hidden & set(cell.metadata.get("tags", []))
+        for out in cell.get("outputs", [])
+    )
+
+
 def stage(layout: Layout = REPO) -> dict[str, int]:
     """Assemble the book's sources with the executed notebooks; return the plotly figure count per notebook."""
     import nbformat
@@ -434,6 +445,18 @@ def _add_plotly_js(app: Any, pagename: str, templatename: str, context: dict, do
         app.builder.add_js_file(PLOTLY_JS, priority=200)  # this page only (reverted for the next page)
 
 
+def _dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Drop repeated inline scripts: sphinx-thebe (loaded by jupyter-book even with thebe off) registers its
+    `const THEBE_JS_URL = ...` twice, and the second copy is a JavaScript error on every page."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (getattr(script, "filename", None) or "", tuple(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = sorted(unique, key=lambda js: getattr(js, "priority", 500))
+
+
 def _copy_plotly_js(app: Any, exception: Exception | None) -> None:
     """Ship plotly.js with the book. (Not via the source `_static/`: jupyter-book would load it on every page.)"""
     if exception is None and app.builder.format == "html":
@@ -447,6 +470,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_config_value("sensorops_lab_url", LAB_URL, "html")
     app.connect("html-page-context", _add_lab_button, priority=502)
     app.connect("html-page-context", _add_plotly_js)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("build-finished", _copy_plotly_js)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 

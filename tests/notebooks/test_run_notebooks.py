@@ -1,0 +1,32 @@
+"""Every notebook runs, in filename order, through papermill with its default (small) parameters against the live
+platform. The executed copies land in `_build/notebooks/`, where the book test and a person debugging find them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sensorops import book
+
+pytestmark = pytest.mark.notebooks
+
+NOTEBOOKS = book.notebook_sources()
+
+
+def test_there_are_notebooks() -> None:
+    assert NOTEBOOKS, f"no chapter notebooks (NN_name.ipynb) in {book.REPO.notebooks_dir}"
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(source: Path) -> None:
+    try:
+        run = book.execute(source, book.REPO.executed_dir)
+    except book.NotebookFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
+    nb = nbformat.read(run.output, as_version=4)
+    assert book.first_failure(nb) is None
+    skipped = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() and c.execution_count is None]
+    assert not skipped, f"{source.name}: code cells {skipped} did not run"
+    assert book.executed_problem(source, run.output) is None

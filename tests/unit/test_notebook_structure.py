@@ -1,0 +1,173 @@
+"""Structure of the chapter notebooks and of the book, without running anything.
+
+Every notebook in `notebooks/` follows the skeleton in STYLE.md: a `# NN · Title`, learning objectives and a time,
+exactly one `parameters` cell, a preflight, exercises with dropdown solutions, a "Check your work" section with
+asserts, and no committed outputs. `_toc.yml` lists every notebook, in filename order.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from sensorops import book
+
+NOTEBOOKS = book.notebook_sources()
+IDS = [p.stem for p in NOTEBOOKS]
+TITLE = re.compile(r"^# (\d\d) · \S.*$")
+UPPER_SNAKE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def markdown(nb: nbformat.NotebookNode) -> str:
+    return "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_there_are_notebooks() -> None:
+    assert NOTEBOOKS, f"no chapter notebooks (NN_name.ipynb) in {book.REPO.notebooks_dir}"
+
+
+def test_notebook_names_are_ordered_and_unique() -> None:
+    prefixes = [p.name[:2] for p in NOTEBOOKS]
+    assert len(set(prefixes)) == len(prefixes), f"two notebooks share a number: {[p.name for p in NOTEBOOKS]}"
+    strays = [p.name for p in book.REPO.notebooks_dir.glob("*.ipynb") if p not in NOTEBOOKS]
+    assert not strays, f"notebooks not named NN_lower_snake.ipynb, so outside the book and the tests: {strays}"
+
+
+def test_toc_lists_every_notebook_in_filename_order() -> None:
+    listed = book.toc_notebooks()
+    expected = [f"notebooks/{p.stem}" for p in NOTEBOOKS]
+    missing = [e for e in expected if e not in listed]
+    extra = [e for e in listed if e not in expected]
+    assert not missing, f"notebooks missing from _toc.yml: {missing}"
+    assert not extra, f"_toc.yml lists notebooks that do not exist: {extra}"
+    assert listed == expected, f"_toc.yml must list the notebooks in filename order:\n{listed}\n!=\n{expected}"
+
+
+def test_toc_entries_exist_once() -> None:
+    entries = book.toc_entries()
+    duplicates = sorted({e for e in entries if entries.count(e) > 1})
+    assert not duplicates, f"listed twice in _toc.yml: {duplicates}"
+    missing = [e for e in entries if not any((book.ROOT / f"{e}{s}").exists() for s in (".md", ".ipynb"))]
+    assert not missing, f"_toc.yml lists files that do not exist: {missing}"
+
+
+def test_book_pages_are_all_in_the_toc() -> None:
+    entries = set(book.toc_entries())
+    orphans = [p.name for p in sorted(book.REPO.pages_dir.glob("*.md")) if f"book/{p.stem}" not in entries]
+    assert not orphans, f"pages in book/ that _toc.yml does not list (only_build_toc_files drops them): {orphans}"
+
+
+def test_book_config() -> None:
+    cfg = yaml.safe_load(book.REPO.config_file.read_text())
+    assert cfg["execute"]["execute_notebooks"] == "off", "papermill executes; the book must not run notebooks again"
+    assert cfg["only_build_toc_files"] is True
+    assert "sphinx_exercise" in cfg["sphinx"]["extra_extensions"]
+    assert "sensorops.book" in cfg["sphinx"]["extra_extensions"], "the JupyterLab button and plotly.js come from it"
+    assert not cfg["launch_buttons"].get("binderhub_url"), "no Binder: the notebooks need the local platform"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# One notebook at a time
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_is_valid_notebook(path: Path) -> None:
+    nbformat.validate(read(path))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_title(path: Path) -> None:
+    first = read(path).cells[0]
+    line = first.source.strip().splitlines()[0] if first.source.strip() else ""
+    match = TITLE.match(line)
+    assert first.cell_type == "markdown" and match, f"the first cell must start with `# {path.name[:2]} · Title`, got {line!r}"
+    assert match.group(1) == path.name[:2], f"title number {match.group(1)} does not match the file name {path.name}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_one_parameters_cell_with_upper_snake_names(path: Path) -> None:
+    cells = [c for c in read(path).cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{path.name} has {len(cells)} cells tagged `parameters`; it needs exactly one"
+    cell = cells[0]
+    assert cell.cell_type == "code", "the `parameters` cell must be a code cell"
+    names = []
+    for node in ast.parse(cell.source).body:
+        assert isinstance(node, (ast.Assign, ast.AnnAssign)), f"only assignments in the parameters cell, got: {ast.unparse(node)}"
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    assert names, "the parameters cell assigns nothing"
+    lower = [n for n in names if not UPPER_SNAKE.match(n)]
+    assert not lower, f"parameters must be UPPER_SNAKE: {lower}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_committed_outputs(path: Path) -> None:
+    dirty = [
+        i for i, c in enumerate(read(path).cells) if c.cell_type == "code" and (c.outputs or c.execution_count)
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_objectives_and_time(path: Path) -> None:
+    text = markdown(read(path))
+    assert re.search(r"(?i)learning objectives", text), f"{path.name}: no learning objectives"
+    assert re.search(r"(?i)\btime\b.{0,40}?\b\d+\s*(min|minutes)\b", text), (
+        f"{path.name}: no time estimate such as `Time: about 30 minutes`"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_preflight_requires_services(path: Path) -> None:
+    code = "\n".join(c.source for c in code_cells(read(path)))
+    assert "require(" in code, f"{path.name}: no preflight cell calling `platform.require(...)`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_exercises_with_dropdown_solutions(path: Path) -> None:
+    text = markdown(read(path))
+    exercises = re.findall(r"```\{exercise(?:-start)?\}", text) + re.findall(r":::\{exercise(?:-start)?\}", text)
+    solutions = re.findall(r"[`:]{3}\{solution(?:-start)?\}[^\n]*\n((?::[^\n]*\n)*)", text)
+    assert exercises, f"{path.name}: no sphinx-exercise `{{exercise}}` directive"
+    assert len(solutions) >= len(exercises), f"{path.name}: {len(exercises)} exercises but {len(solutions)} solutions"
+    closed = [opts for opts in solutions if not re.search(r":class:\s*dropdown", opts)]
+    assert not closed, f"{path.name}: every solution needs `:class: dropdown` so it starts folded"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_check_your_work_asserts(path: Path) -> None:
+    cells = read(path).cells
+    heading = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and re.search(r"(?mi)^##\s+.*check your work", c.source)]
+    assert heading, f"{path.name}: no `## Check your work` section"
+    after = cells[heading[0] + 1 :]
+    asserts = [c for c in after if c.cell_type == "code" and re.search(r"(?m)^\s*assert\b", c.source)]
+    assert asserts, f"{path.name}: the Check your work section has no `assert`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_code_hygiene(path: Path) -> None:
+    problems = []
+    for i, cell in enumerate(code_cells(read(path))):
+        src = cell.source
+        if re.search(r"(?m)^\s*[!%]+\s*pip\b", src):
+            problems.append(f"code cell {i}: installs packages (`!pip`); dependencies belong in pyproject.toml")
+        if re.search(r"sys\.path\.(append|insert)", src):
+            problems.append(f"code cell {i}: edits sys.path; the package is installed")
+        if re.search(r"(?m)^\s*from\s+\S+\s+import\s+\*", src):
+            problems.append(f"code cell {i}: star import")
+        if re.search(r"renderers\.default\s*=|renderer\s*=", src):
+            problems.append(f"code cell {i}: sets a plotly renderer; the default is the one the book renders offline")
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
