@@ -70,6 +70,11 @@ def producer_settings(**overrides: Any) -> dict[str, Any]:
     return settings
 
 
+def quiet_client_logs(level: int = logging.CRITICAL) -> None:
+    """Raise kafka-python's log level (it logs every connection at INFO and slow loop turns at WARNING)."""
+    logging.getLogger("kafka").setLevel(level)
+
+
 def _servers(servers: str | None) -> str:
     return servers or config.load().kafka_bootstrap_servers
 
@@ -370,7 +375,7 @@ def produce(
         report = _produce_parallel(events, topic, servers, workers, n_partitions, timings, progress, overrides)
     report.seconds = time.perf_counter() - started
     report.timings = timings
-    log.info("%s", report)
+    log.debug("%s", report)
     if raise_on_failure and not report.ok:
         raise DeliveryError(report, servers, producer_settings(**overrides)["delivery_timeout_ms"] / 1000)
     return report

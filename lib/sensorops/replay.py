@@ -175,7 +175,7 @@ def read_csv(
     bad.sort(key=lambda b: b.line)
     good = events[ok].reset_index(drop=True)[[*COLUMNS, "line"]]
     if bad:
-        log.warning("%d of %d rows of %s do not parse, first: %s", len(bad), n + len(bad), path, bad[0])
+        log.warning("%d of %d rows of %s do not parse, first: %s", len(bad), n + unreadable, path, bad[0])
     return ReplayData(events=good, bad_rows=bad, rows=n + unreadable)
 
 
