@@ -28,7 +28,7 @@ Definitions (`x` is one of temperature, humidity, pressure; `n` is `ROLLING_WIND
 
 Validity (anything else is a dead letter, with one of `DEAD_LETTER_REASONS`): the payload is a JSON object;
 `sensor_id` and `timestamp` are present and not null; `sensor_id` is a non-empty string; `timestamp` is a string
-`YYYY-MM-DDTHH:MM:SS[.f]Z` naming a real instant; temperature, humidity and pressure are each a JSON number, null, or
+`YYYY-MM-DDTHH:MM:SS[.f]Z` naming a real instant after 1970-01-01T00:00:00Z; temperature, humidity and pressure are each a JSON number, null, or
 absent. Optional descriptive fields (location, device_info, is_anomaly, anomaly_type) of the wrong type become null.
 """
 
@@ -110,7 +110,8 @@ def dead_letter_reason(payload: bytes | str) -> str | None:
     sensor_id = obj["sensor_id"]
     if not isinstance(sensor_id, str) or not sensor_id:
         return "wrong_type"
-    if parse_timestamp(obj["timestamp"]) is None:
+    instant = parse_timestamp(obj["timestamp"])
+    if instant is None or instant.value <= 0:
         return "wrong_type"
     for channel in CHANNELS:
         value = obj.get(channel)
@@ -227,3 +228,63 @@ def compute_features(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.D
     )
     return df[FEATURE_COLUMNS]
 
+
+
+# -- the same definitions in Flink SQL -------------------------------------------------------------------------
+
+
+def flink_sql(events: str) -> str:
+    """A Flink SQL query computing the feature table from the view `events`, in streaming mode.
+
+    `events` holds the `EVENT_COLUMNS` of valid events plus `event_ms` (event time as epoch milliseconds) and
+    `proc_time` (a processing-time attribute, which orders each sensor's readings by arrival). Two OVER windows:
+    an unbounded one for the previous reading (LAG), then a ROWS window of `ROLLING_WINDOW` readings.
+    """
+    n = ROLLING_WINDOW - 1
+    lags = ",\n        ".join(f"LAG({c}) OVER w AS prev_{c}" for c in CHANNELS)
+    sums = ",\n        ".join(
+        f"AVG({c}) OVER w AS {p}_rolling_mean, AVG({c} * {c}) OVER w AS {p}_mean_sq" for c, p in CHANNELS.items()
+    )
+    per_channel = []
+    for c, p in CHANNELS.items():
+        std = f"SQRT(ROUND(GREATEST({p}_mean_sq - {p}_rolling_mean * {p}_rolling_mean, 0E0), 6))"
+        per_channel.append(
+            f"{p}_rolling_mean, {std} AS {p}_rolling_std,\n"
+            f"        CASE WHEN {c} IS NULL THEN CAST(NULL AS DOUBLE) WHEN {std} > 0"
+            f" THEN ({c} - {p}_rolling_mean) / {std} ELSE 0E0 END AS {p}_zscore"
+        )
+    rates = ",\n        ".join(
+        f"CASE WHEN event_ms - prev_event_ms > 0 THEN ({c} - prev_{c}) / (CAST(event_ms - prev_event_ms AS DOUBLE)"
+        f" / 1000E0) END AS {p}_rate_of_change"
+        for c, p in CHANNELS.items()
+    )
+    channel_sql = ",\n        ".join(per_channel)
+    lo, hi = BUSINESS_HOURS
+    diff = "ROUND(temperature - temp_rolling_mean, 6)"
+    return f"""
+SELECT
+        sensor_id, event_time, temperature, humidity, pressure, is_anomaly, anomaly_type,
+        building, `floor`, room, device_model, firmware_version, battery_level,
+        CAST(HOUR(event_time) AS INT) AS `hour`,
+        CAST(MOD(DAYOFWEEK(event_time) + 5, 7) AS INT) AS day_of_week,
+        DAYOFWEEK(event_time) IN (1, 7) AS is_weekend,
+        DAYOFWEEK(event_time) NOT IN (1, 7) AND HOUR(event_time) >= {lo} AND HOUR(event_time) < {hi}
+            AS is_business_hours,
+        {channel_sql},
+        {rates},
+        temperature - 0.55E0 * (1E0 - 0.01E0 * humidity) * (temperature - 14.5E0) AS comfort_index,
+        temperature * humidity / 100E0 AS temp_humidity_interaction,
+        CASE WHEN temperature IS NULL THEN 'unknown' WHEN {diff} > {TREND_THRESHOLD}E0 THEN 'rising'
+             WHEN {diff} < -{TREND_THRESHOLD}E0 THEN 'falling' ELSE 'stable' END AS trend_category
+FROM (
+    SELECT *,
+        {sums}
+    FROM (
+        SELECT *,
+        {lags},
+        LAG(event_ms) OVER w AS prev_event_ms
+        FROM {events}
+        WINDOW w AS (PARTITION BY sensor_id ORDER BY proc_time)
+    )
+    WINDOW w AS (PARTITION BY sensor_id ORDER BY proc_time ROWS BETWEEN {n} PRECEDING AND CURRENT ROW)
+)"""

@@ -1,0 +1,14 @@
+"""Entry point of the stream job for `flink run -py`: builds the SQL job from its settings and submits it.
+
+The Flink client runs this file with the project's Python (`python.client.executable`); the job itself is pure
+Flink SQL, so the TaskManager needs no Python worker.
+"""
+
+import logging
+import sys
+
+from sensorops import stream
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    stream.run_job(stream.parse_job_args(sys.argv[1:]))
