@@ -129,6 +129,17 @@ def flink_env() -> dict[str, str]:
     }
 
 
+def flink_cli(*args: str, timeout: float = 600.0) -> subprocess.CompletedProcess:
+    """Run Flink's command-line client (`bin/flink ARGS`) against the session cluster; raise with its output on failure."""
+    env = flink_env()
+    env["PATH"] = f"{VENV / 'bin'}:{env.get('PATH', '')}"  # `flink run -py` starts `python` from PATH
+    result = subprocess.run([str(flink_home() / "bin" / "flink"), *args], env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    if result.returncode != 0:
+        raise UserError(f"`flink {' '.join(args)}` failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    return result
+
+
 # --- prerequisites and installation -------------------------------------------------------------------------------
 
 
@@ -269,6 +280,7 @@ def render(lay: Layout, creds: dict[str, str]) -> None:
         "s3_endpoint": s.aws_endpoint_url, "s3_access_key": creds["AWS_ACCESS_KEY_ID"],
         "s3_secret_key": creds["AWS_SECRET_ACCESS_KEY"], "checkpoint_bucket": config.CHECKPOINT_BUCKET,
         "mlflow_bucket": config.MLFLOW_BUCKET, "airflow_env": _supervisor_env(_airflow_env(lay, creds)),
+        "flink_java_opts": _flink_default_java_opts(),
     }
 
     def write(template: Path, target: Path) -> None:
@@ -286,6 +298,13 @@ def render(lay: Layout, creds: dict[str, str]) -> None:
     passwords = lay.airflow_home / "passwords.json"
     passwords.write_text(json.dumps({creds["AIRFLOW_USERNAME"]: creds["AIRFLOW_PASSWORD"]}))
     passwords.chmod(0o600)
+
+
+def _flink_default_java_opts() -> str:
+    import yaml
+
+    defaults = yaml.safe_load((flink_home() / "conf" / "config.yaml").read_text())
+    return defaults["env"]["java"]["opts"]["all"]
 
 
 def _add_program_defaults(lay: Layout) -> None:

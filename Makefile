@@ -1,0 +1,79 @@
+# sensorops: `make run` does everything on a fresh machine; `make test` runs the whole suite, services included.
+# Everything else is a step of those two. `make help` lists the targets.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SENSOROPS := $(BIN)/sensorops
+STAMP := $(VENV)/.installed
+# Commands the platform needs and the Debian packages that bring them: Java and Maven run the platform,
+# Chromium opens the rendered book in its test.
+APT_FOR := java:openjdk-17-jre-headless mvn:maven chromium:chromium
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+
+.PHONY: help run test install up status down clean notebooks book lab bench lock unit integration
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+run: up notebooks book  ## start the platform, execute every notebook, build the book
+	@echo; echo "The book:      file://$(CURDIR)/_build/book/_build/html/index.html"
+	@echo "Executed notebooks: $(CURDIR)/_build/notebooks/"
+	@$(SENSOROPS) platform status || true
+	@echo "Credentials are in $(CURDIR)/.env. Stop everything with: make down"
+
+test: up  ## the whole suite: unit, integration (live services), notebooks, book, platform lifecycle
+	$(PYTEST) tests/unit tests/integration -m "not lifecycle"
+	$(PYTEST) tests/notebooks -m notebooks
+	$(PYTEST) tests/integration -m lifecycle
+
+unit: $(STAMP)  ## unit tests only (no services)
+	$(PYTEST) tests/unit
+
+integration: up  ## integration tests against the live platform
+	$(PYTEST) tests/integration -m "not lifecycle"
+
+install: $(STAMP)  ## install system packages, the virtualenv and the pinned Python packages
+
+$(STAMP): pyproject.toml requirements.lock
+	@missing=""; for pair in $(APT_FOR); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "Missing system packages:$$missing. Install them with: sudo apt-get install$$missing"; exit 1; fi; \
+	fi
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Python 3.11 or 3.12)."; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e .
+	@touch $@
+
+up: $(STAMP)  ## start the platform (installs what is missing) and wait until every service is healthy
+	$(SENSOROPS) platform up
+
+status:  ## per service: up or down, URL, PIDs
+	@$(SENSOROPS) platform status
+
+down:  ## stop every service; the data is kept
+	@$(SENSOROPS) platform down
+
+clean:  ## stop everything and delete the platform's data and the build output
+	@if [ -x $(SENSOROPS) ]; then $(SENSOROPS) platform clean; fi
+	rm -rf _build
+
+notebooks: up  ## execute every notebook in order into _build/notebooks/
+	$(BIN)/python -m sensorops.book notebooks
+
+book: $(STAMP)  ## build the HTML book from the executed notebooks (warnings are errors)
+	$(BIN)/python -m sensorops.book build
+
+lab: up  ## JupyterLab on the notebooks, with the platform's settings in the environment
+	$(BIN)/python -m sensorops.book lab
+
+bench: up  ## benchmarks: print events/s and latencies
+	$(SENSOROPS) bench generate
+
+lock:  ## re-pin every Python package after changing pyproject.toml
+	$(BIN)/pip install -q -e .
+	{ head -2 requirements.lock; $(BIN)/pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock

@@ -1,0 +1,76 @@
+"""Airflow's REST API (v2): log in, trigger a DAG run and follow it to the end."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import requests
+
+from sensorops import config
+from sensorops.errors import UserError
+
+FINISHED = {"success", "failed"}
+
+
+@dataclass
+class AirflowClient:
+    settings: config.Settings = field(default_factory=config.load)
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.base = f"{self.settings.airflow_api_url}/api/v2"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {self._token()}"
+
+    def _token(self) -> str:
+        response = requests.post(
+            f"{self.settings.airflow_api_url}/auth/token",
+            json={"username": self.settings.airflow_username, "password": self.settings.airflow_password},
+            timeout=self.timeout,
+        )
+        if response.status_code in (401, 403):
+            raise UserError("Airflow refused the login: check AIRFLOW_USERNAME and AIRFLOW_PASSWORD in .env.")
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def get(self, path: str, **params) -> dict:
+        response = self.session.get(f"{self.base}{path}", params=params, timeout=self.timeout)
+        response.raise_for_status()
+        return response.json()
+
+    def wait_for_dag(self, dag_id: str, timeout_s: float = 120.0) -> dict:
+        """Wait until the DAG processor has parsed `dag_id`; raise naming the import errors if it never appears."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            response = self.session.get(f"{self.base}/dags/{dag_id}", timeout=self.timeout)
+            if response.ok:
+                return response.json()
+            time.sleep(2)
+        errors = self.get("/importErrors").get("import_errors", [])
+        detail = "; ".join(f"{e['filename']}: {e['stack_trace'].splitlines()[-1]}" for e in errors) or "no import errors"
+        raise UserError(f"DAG {dag_id!r} did not appear in Airflow within {timeout_s:.0f} s ({detail}).")
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        """Start a run (unpausing the DAG if needed); return its run id."""
+        self.session.patch(f"{self.base}/dags/{dag_id}", json={"is_paused": False}, timeout=self.timeout).raise_for_status()
+        response = self.session.post(
+            f"{self.base}/dags/{dag_id}/dagRuns",
+            json={"logical_date": None, "conf": conf or {}},
+            timeout=self.timeout,
+        )
+        response.raise_for_status()
+        return response.json()["dag_run_id"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 600.0, poll_s: float = 2.0) -> dict:
+        """Poll a run until it finishes; return the run with its task instances under `tasks`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in FINISHED or time.monotonic() > deadline:
+                break
+            time.sleep(poll_s)
+        run["tasks"] = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        if run["state"] not in FINISHED:
+            raise UserError(f"run {run_id} of {dag_id} still {run['state']} after {timeout_s:.0f} s")
+        return run
