@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,15 +400,19 @@ def build(layout: Layout = REPO) -> Path:
 
 def lab_command(port: int = LAB_PORT) -> list[str]:
     """The JupyterLab command `make lab` runs: local only, rooted at the repository, opening `notebooks/`."""
-    return [
+    command = [
         str(Path(sys.executable).parent / "jupyter"),
         "lab",
         "--ip=127.0.0.1",
         f"--port={port}",
+        "--ServerApp.port_retries=0",  # the launch buttons in the book point at this port
         "--no-browser",
         f"--ServerApp.root_dir={ROOT}",
         "--ServerApp.default_url=/lab/tree/notebooks",
     ]
+    if os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI machines often run as root
+    return command
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -503,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lab.add_argument("--port", type=int, default=LAB_PORT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # papermill imports gcsfs, whose google dependencies warn about Python 3.11's end of life on every run
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
     try:
         if args.command == "notebooks":
             runs = execute_all(parameters=_parse_parameters(args.param))
@@ -517,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = {**os.environ, **platform_environment()}
             os.execve(lab_command(args.port)[0], lab_command(args.port), env)
     except UserError as exc:
-        logging.getLogger("sensorops").error("%s", exc)
+        print(f"sensorops.book {args.command}: error: {exc}", file=sys.stderr)  # one message, no traceback
         return 1
     return 0
 
