@@ -1,0 +1,96 @@
+"""`sensorops platform up|status|down` as a user runs them, faults included.
+
+Tests marked `lifecycle` stop and restart the real platform: `make test` runs them last.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sensorops import config, storage
+from sensorops.platform import local
+
+pytestmark = pytest.mark.integration
+
+SENSOROPS = str(Path(sys.executable).with_name("sensorops"))
+
+
+def sensorops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([SENSOROPS, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=600)
+
+
+def platform_pids() -> dict[str, tuple[int, ...]]:
+    return {row.service: row.pids for row in local.status()}
+
+
+def test_status_lists_every_service_up(settings):
+    result = sensorops("platform", "status")
+    assert result.returncode == 0, result.stdout
+    for service in ("kafka", "s3", "flink", "mlflow", "airflow"):
+        assert f"{service} " in result.stdout
+    assert "DOWN" not in result.stdout
+
+
+def test_up_twice_changes_nothing(settings):
+    before = platform_pids()
+    result = sensorops("platform", "up")
+    assert result.returncode == 0, result.stderr
+    assert platform_pids() == before
+
+
+def test_a_taken_port_is_named_with_its_service(settings, tmp_path):
+    # Another platform home has no supervisor running, so `up` finds the ports that the real platform holds.
+    result = sensorops("platform", "up", env={"SENSOROPS_HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert "port 9092 (kafka) is used by" in result.stderr
+    assert "port 5000 (mlflow) is used by" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_down_with_nothing_running_says_so(tmp_path):
+    result = sensorops("platform", "down", env={"SENSOROPS_HOME": str(tmp_path)})
+    assert result.returncode == 0
+    assert "Nothing was running" in result.stdout
+
+
+def test_status_fails_when_services_are_down(tmp_path):
+    unreachable = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "FLINK_REST_URL": "http://127.0.0.1:1"}
+    result = sensorops("platform", "status", env=unreachable)
+    assert result.returncode == 1
+    assert "kafka    DOWN" in result.stdout
+
+
+def test_the_connector_jars_in_flink_lib_match_pyflink(settings):
+    from sensorops.versions import versions
+
+    v = versions()
+    names = {p.name for p in local.layout().flink_lib.iterdir()}
+    assert f"flink-sql-connector-kafka-{v['FLINK_KAFKA_CONNECTOR_VERSION']}.jar" in names
+    assert f"flink-dist-{v['FLINK_VERSION']}.jar" in names
+    plugin = {p.name for p in (local.layout().flink_plugins / "s3-fs-hadoop").iterdir()}
+    assert plugin == {f"flink-s3-fs-hadoop-{v['FLINK_FORMATS_VERSION']}.jar"}
+
+
+@pytest.mark.lifecycle
+def test_down_stops_everything_and_up_keeps_the_data(settings, unique):
+    client = storage.client(settings)
+    client.put_object(config.ARCHIVE_BUCKET, f"smoke/lifecycle-{unique}", io.BytesIO(b"kept"), 4)
+    home = str(local.layout().home)
+
+    assert sensorops("platform", "down").returncode == 0
+    assert local.ports_in_use() == {}
+    leftovers = [p.info for p in psutil.process_iter(["pid", "cmdline"]) if home in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+    assert sensorops("platform", "status").returncode == 1
+
+    result = sensorops("platform", "up")
+    assert result.returncode == 0, result.stderr
+    assert client.get_object(config.ARCHIVE_BUCKET, f"smoke/lifecycle-{unique}").read() == b"kept"

@@ -1,0 +1,24 @@
+"""Missing prerequisites get a message that says what to install."""
+
+from __future__ import annotations
+
+import pytest
+
+from sensorops.errors import UserError
+from sensorops.platform import local
+
+
+def test_missing_java_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match="Java is not installed"):
+        local.check_java()
+
+
+def test_missing_maven_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match="Maven is not installed"):
+        local._mvn_copy("kafka", tmp_path / "jars")
+
+
+def test_java_on_this_machine_is_new_enough():
+    assert "version" in local.check_java()
