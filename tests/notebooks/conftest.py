@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,13 @@ def chromium_dom(url: str, budget_ms: int = 5000, timeout_s: float = 120) -> tup
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     assert result.returncode == 0, f"chromium exited {result.returncode} on {url}:\n{result.stderr[-2000:]}"
     return result.stdout, result.stderr
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Callable[[str], tuple[str, str]]:
+    """`chromium(url)`: the rendered DOM of a page and Chromium's log."""
+    chromium_binary()
+    return chromium_dom
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ Runs after test_run_notebooks.py (see conftest.py); without executed copies the 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -15,8 +16,6 @@ from bs4 import BeautifulSoup
 
 from sensorops import book
 from sensorops.errors import UserError
-
-from .conftest import chromium_dom
 
 pytestmark = pytest.mark.notebooks
 
@@ -70,10 +69,10 @@ def test_sidebar_links_every_page(html_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("entry", PAGES)
-def test_page_renders_in_chromium(entry: str, html_dir: Path, dom_dir: Path) -> None:
+def test_page_renders_in_chromium(entry: str, html_dir: Path, dom_dir: Path, chromium: Callable) -> None:
     page = html_dir / f"{entry}.html"
     assert page.exists(), f"{page} was not built"
-    dom, log = chromium_dom(page.as_uri())
+    dom, log = chromium(page.as_uri())
     (dom_dir / f"{entry.replace('/', '__')}.html").write_text(dom)
     soup = BeautifulSoup(dom, "html.parser")
 
