@@ -46,7 +46,7 @@ def ensure_buckets(buckets: tuple[str, ...] = config.BUCKETS, settings: config.S
 def server_header(settings: config.Settings | None = None, timeout: float = 3.0) -> str:
     """The `Server` header the endpoint sends, e.g. `SeaweedFS 4.48`; empty when it sends none."""
     s = settings or config.load()
-    return requests.head(s.aws_endpoint_url, timeout=timeout).headers.get("Server", "")
+    return requests.get(s.aws_endpoint_url, timeout=timeout).headers.get("Server", "")
 
 
 def pyarrow_filesystem(settings: config.Settings | None = None):
