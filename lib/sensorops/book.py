@@ -231,7 +231,7 @@ def failure_message(source: Path, output: Path, index: int, cell: Any, error: Ma
         f"{source.name} failed in cell [{cell.get('execution_count')}] (cell index {index}):\n"
         f"{code}\n"
         f"{error.get('ename')}: {error.get('evalue')}\n"
-        f"--- end of the traceback ---\n{tail}\n"
+        f"--- the end of the traceback ---\n{tail}\n"
         f"The executed copy, with every output up to the failure, is {output}"
     )
 
