@@ -1,0 +1,125 @@
+"""Kafka goes away in the middle of a run: the producer retries, then reports exactly what was not delivered.
+
+The shared platform must never be stopped, so this test starts a throwaway single-node broker of its own (the
+platform's Kafka jars, other ports, a temporary log directory), kills it mid-run, and restarts it to count what
+really reached the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sensorops import config, generator, kafka_io
+
+pytestmark = pytest.mark.integration
+
+JARS = config.load().home / "jars" / "kafka"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """A private KRaft broker+controller process, started and stopped by this test only."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port, self.controller = _free_port(), _free_port()
+        self.workdir = workdir
+        self.props = workdir / "server.properties"
+        self.props.write_text(
+            "process.roles=broker,controller\nnode.id=1\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+            "controller.listener.names=CONTROLLER\n"
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller}\n"
+            f"log.dirs={workdir / 'data'}\n"
+            "offsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n"
+            "transaction.state.log.min.isr=1\nshare.coordinator.state.topic.replication.factor=1\n"
+            "share.coordinator.state.topic.min.isr=1\n"
+        )
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        subprocess.run(
+            ["java", "-cp", f"{JARS}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props),
+             "--standalone"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = (self.workdir / "broker.log").open("ab")
+        self.proc = subprocess.Popen(
+            ["java", "-Xmx384m", "-cp", f"{JARS}/*", "kafka.Kafka", str(self.props)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                kafka_io.ensure_topic("ready-check", 1, self.servers)
+                return
+            except Exception:  # noqa: BLE001 - not up yet
+                assert self.proc.poll() is None, f"the test broker exited, see {self.workdir / 'broker.log'}"
+                time.sleep(1)
+        raise AssertionError(f"the test broker did not start within 120 s, see {self.workdir / 'broker.log'}")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)  # our own process, by its id
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    assert JARS.is_dir(), f"the platform's Kafka jars are missing in {JARS}: run `make up` once"
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.kill()
+
+
+def test_broker_lost_mid_run_is_reported_exactly(broker: Broker) -> None:
+    topic = f"outage-{uuid.uuid4().hex[:8]}"
+    sim = generator.SensorSimulator(generator.GeneratorConfig(n_sensors=10, interval_s=1.0, seed=4), start="2026-11-27")
+    handed: list[int] = []
+    killed = threading.Event()
+
+    def batches() -> Iterator[pd.DataFrame]:
+        for i, frame in enumerate(sim.chunks(6000, chunk_ticks=100)):  # 60 batches of 1,000 events
+            if i == 20:
+                broker.kill()
+                killed.set()
+            handed.append(len(frame))
+            yield frame
+            time.sleep(0.02)
+
+    with pytest.raises(kafka_io.DeliveryError, match="events were NOT delivered") as err:
+        kafka_io.produce(batches(), topic, broker.servers, delivery_timeout_ms=6000, request_timeout_ms=3000)
+    report = err.value.report
+    assert killed.is_set()
+    assert report.sent == sum(handed) == 60_000
+    assert report.acknowledged >= 10_000  # the batches before the outage
+    assert report.failed == report.sent - report.acknowledged > 0
+    assert f"{report.failed:,} of {report.sent:,}" in str(err.value)
+
+    broker.start()  # same log directory: count what really reached the log
+    stored = kafka_io.consume(topic, max_records=report.sent, timeout_s=60, servers=broker.servers, decode=None)
+    assert report.acknowledged <= len(stored) <= report.sent
