@@ -1,0 +1,85 @@
+"""`sensorops stream submit|status|cancel`: the PyFlink stream job on the Flink session cluster."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from sensorops import config, stream
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stream", help="run the stream job (features, windows, dead letters, archive) on Flink")
+    actions = p.add_subparsers(dest="action", required=True)
+
+    s = actions.add_parser("submit", help="submit the job, unless a job of that name is already running")
+    _name(s)
+    s.add_argument("--source-topic", default=config.SENSOR_TOPIC, help=f"events topic (default {config.SENSOR_TOPIC})")
+    s.add_argument("--features-topic", default=config.FEATURES_TOPIC)
+    s.add_argument("--aggregates-topic", default=config.AGGREGATES_TOPIC)
+    s.add_argument("--dead-letter-topic", default=config.DEAD_LETTER_TOPIC)
+    s.add_argument("--archive-path", default=f"s3://{config.ARCHIVE_BUCKET}", help="S3 prefix of the Parquet archive")
+    s.add_argument("--parallelism", type=int, default=1)
+    s.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints (default 10)")
+    s.add_argument("--watermark-delay", type=float, default=5.0, help="bounded out-of-orderness, seconds (default 5)")
+    s.add_argument("--features-guarantee", choices=stream.GUARANTEES, default="exactly-once",
+                   help="delivery guarantee of the features topic (at-least-once: lower latency)")
+    s.add_argument("--no-archive", action="store_true", help="do not write the Parquet archive")
+    s.add_argument("--fresh", action="store_true", help="ignore the checkpoint of a cancelled run; start from the group offsets")
+    s.add_argument("--wait", action="store_true", help="return once all tasks run")
+    s.set_defaults(handler=run_submit)
+
+    st = actions.add_parser("status", help="state, records in and out, checkpoints")
+    _name(st)
+    st.add_argument("--watch", type=float, default=0, help="repeat every N seconds until Ctrl-C")
+    st.set_defaults(handler=run_status)
+
+    c = actions.add_parser("cancel", help="cancel the job, keeping its last checkpoint to resume from")
+    _name(c)
+    c.set_defaults(handler=run_cancel)
+
+
+def _name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default=stream.DEFAULT_JOB_NAME, help=f"job name (default {stream.DEFAULT_JOB_NAME})")
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    cfg = stream.StreamJobConfig(
+        name=args.name, source_topic=args.source_topic, features_topic=args.features_topic,
+        aggregates_topic=args.aggregates_topic, dead_letter_topic=args.dead_letter_topic,
+        archive_path=args.archive_path, parallelism=args.parallelism, checkpoint_interval_s=args.checkpoint_interval,
+        watermark_delay_s=args.watermark_delay, features_guarantee=args.features_guarantee,
+        archive=not args.no_archive,
+    )  # fmt: skip
+    job_id, started = stream.submit(cfg, fresh=args.fresh)
+    print(f"{'submitted' if started else 'already running'}: {cfg.name} {job_id}")
+    if args.wait:
+        _print(stream.wait_running(job_id))
+    return 0
+
+
+def _print(s: stream.JobStatus) -> None:
+    out = ", ".join(f"{k} {v:,}" for k, v in sorted(s.records_out.items())) or "-"
+    print(f"{s.name}  {s.job_id}  {s.state}  up {s.duration_s:,.0f} s")
+    print(f"  records in   {s.records_in:,} ({s.records_per_s:,.0f}/s over the run)")
+    print(f"  records out  {out}")
+    print(f"  checkpoints  {s.checkpoints_completed} completed, latest {s.last_checkpoint or '-'}")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    while True:
+        s = stream.status(args.name)
+        _print(s)
+        if not args.watch:
+            return 0 if s.running else 1
+        time.sleep(args.watch)
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    final = stream.cancel(args.name)
+    if final is None:
+        print(f"no running job called {args.name}")
+        return 0
+    print(f"{final.state}: {final.name} {final.job_id}")
+    print(f"  next submit resumes from {final.last_checkpoint or 'the committed Kafka offsets'}")
+    return 0

@@ -1,0 +1,173 @@
+"""The stream job on the live session cluster: counts balance, archive layout, stream = batch, resume after cancel."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+from kafka import KafkaProducer
+
+from sensorops import config, features, generator, kafka_io, stream
+
+pytestmark = pytest.mark.integration
+
+MALFORMED = [
+    (b"not json at all", "invalid_json"),
+    (b'["an", "array"]', "invalid_json"),
+    (b'{"timestamp": "2026-11-27T00:00:01.000Z", "temperature": 20.0}', "missing_field"),
+    (b'{"sensor_id": "sensor-001", "temperature": 20.0}', "missing_field"),
+    (b'{"sensor_id": "sensor-001", "timestamp": "yesterday"}', "wrong_type"),
+    (b'{"sensor_id": "sensor-001", "timestamp": "2026-11-27T00:00:01.000Z", "temperature": "hot"}', "wrong_type"),
+    (b'{"sensor_id": 42, "timestamp": "2026-11-27T00:00:01.000Z"}', "wrong_type"),
+]
+
+
+def _produce_raw(topic: str, values: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=config.load().kafka_bootstrap_servers, acks="all")
+    for value in values:
+        producer.send(topic, value)
+    producer.flush()
+    producer.close()
+
+
+def _wait_for(predicate, timeout: float = 120.0, every: float = 2.0):
+    """Poll `predicate` until it is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout:.0f} s")
+
+
+def _at_least(read, n: int, timeout: float = 120.0):
+    """Poll `read()` until it returns `n` or more rows; return the last result."""
+    box = {}
+
+    def ready() -> bool:
+        box["value"] = read()
+        return len(box["value"]) >= n
+
+    _wait_for(ready, timeout)
+    return box["value"]
+
+
+
+
+@pytest.fixture(scope="module")
+def job():
+    tag = uuid.uuid4().hex[:8]
+    cfg = stream.StreamJobConfig(
+        name=f"test-stream-{tag}", source_topic=f"test-{tag}-events", features_topic=f"test-{tag}-features",
+        aggregates_topic=f"test-{tag}-aggregates", dead_letter_topic=f"test-{tag}-dlq",
+        archive_path=f"s3://{config.ARCHIVE_BUCKET}/tests/{tag}", checkpoint_interval_s=2, watermark_delay_s=5,
+    )  # fmt: skip
+    in_order = generator.simulate(n_sensors=5, duration_s=60, seed=1, start="2026-11-27T00:00:00Z")
+    # Out of order: readings of the same sensors 40 s older than the newest, well behind the watermark.
+    late = generator.simulate(n_sensors=5, duration_s=5, seed=2, start="2026-11-27T00:00:20.250Z")
+    kafka_io.ensure_topic(cfg.source_topic, partitions=2)
+    kafka_io.produce(in_order, topic=cfg.source_topic)
+    _produce_raw(cfg.source_topic, [m for m, _ in MALFORMED])
+    produced = len(in_order) + len(late) + len(MALFORMED)
+    job_id, started = stream.submit(cfg)
+    assert started
+    try:
+        stream.wait_running(job_id)
+        _wait_for(lambda: stream.status(job_id=job_id).records_in >= produced - len(late))
+        time.sleep(2)  # let the watermark pass the in-order readings, so that the next ones are late
+        kafka_io.produce(late, topic=cfg.source_topic)
+        _wait_for(lambda: stream.status(job_id=job_id).records_in >= produced)
+        yield {"cfg": cfg, "job_id": job_id, "produced": produced, "valid": len(in_order) + len(late)}
+    finally:
+        stream.cancel(cfg.name)
+        for topic in (cfg.source_topic, cfg.features_topic, cfg.aggregates_topic, cfg.dead_letter_topic):
+            kafka_io.delete_topic(topic)
+
+
+def _committed_features(cfg: stream.StreamJobConfig, expected: int) -> list[dict]:
+    return _at_least(lambda: stream.read_topic(cfg.features_topic), expected)
+
+
+def test_counts_balance_with_dead_letters(job):
+    cfg = job["cfg"]
+    rows = _committed_features(cfg, job["valid"])
+    dead = _at_least(lambda: stream.read_topic(cfg.dead_letter_topic), len(MALFORMED))
+    assert len(rows) + len(dead) == job["produced"]
+    assert sorted(d["reason"] for d in dead) == sorted(reason for _, reason in MALFORMED)
+    assert {d["payload"].encode() for d in dead} == {m for m, _ in MALFORMED}
+
+
+def test_late_events_are_kept_and_counted(job):
+    raw = _at_least(lambda: stream.read_archive("raw", job["cfg"].archive_path), job["valid"])
+    assert len(raw) == job["valid"]
+    assert raw["is_late"].sum() > 0
+
+
+def test_archive_layout(job):
+    cfg = job["cfg"]
+    archived = _at_least(lambda: stream.read_archive("features", cfg.archive_path), job["valid"])
+    assert list(archived.columns) == features.FEATURE_COLUMNS
+    assert len(archived) == job["valid"]
+    from pyarrow import fs as pafs
+
+    from sensorops import storage
+
+    root = cfg.archive_path.removeprefix("s3://") + "/features"
+    files = storage.pyarrow_filesystem().get_file_info(pafs.FileSelector(root, recursive=True))
+    parts = {f.path[len(root) + 1:].rsplit("/", 1)[0] for f in files if f.type == pafs.FileType.File}
+    assert parts and all(pd.Series(list(parts)).str.fullmatch(r"dt=\d{4}-\d{2}-\d{2}/hour=\d{2}"))
+    assert "dt=2026-11-27/hour=00" in parts
+
+
+def test_stream_features_equal_batch(job):
+    cfg = job["cfg"]
+    got = stream.features_frame(_committed_features(cfg, job["valid"]))
+    valid, dead = features.split_payloads(kafka_io.consume(cfg.source_topic, 100_000, timeout_s=30, decode=None))
+    assert len(dead) == len(MALFORMED)
+    expected = features.compute_features(valid)
+    merged = expected.merge(got, on=["sensor_id", "event_time"], suffixes=("_batch", "_stream"), validate="1:1")
+    assert len(merged) == len(expected) == len(got)
+    for column in features.FEATURE_COLUMNS[2:]:
+        batch, streamed = merged[f"{column}_batch"], merged[f"{column}_stream"]
+        if batch.dtype.kind == "f":
+            same = np.isclose(batch, streamed.astype(float), rtol=1e-6, atol=1e-6, equal_nan=True)
+        else:
+            same = batch.astype(str).to_numpy() == streamed.astype(str).to_numpy()
+        assert same.all(), f"{column} differs on {int((~same).sum())} rows"
+
+
+def test_submit_twice_does_not_duplicate(job):
+    job_id, started = stream.submit(job["cfg"])
+    assert (job_id, started) == (job["job_id"], False)
+    assert [j["jid"] for j in stream.jobs(job["cfg"].name) if j["state"] in stream.ACTIVE_STATES] == [job_id]
+
+
+def test_cancel_and_resubmit_resumes_without_duplicates(job):
+    cfg = job["cfg"]
+    _wait_for(lambda: stream.status(job_id=job["job_id"]).checkpoints_completed >= 2)
+    final = stream.cancel(cfg.name)
+    assert final is not None and final.state == "CANCELED" and final.last_checkpoint
+    more = generator.simulate(n_sensors=5, duration_s=10, seed=3, start="2026-11-27T00:01:00Z")
+    kafka_io.produce(more, topic=cfg.source_topic)
+    job_id, started = stream.submit(cfg)
+    assert started and job_id != job["job_id"]
+    job["job_id"] = job_id
+    stream.wait_running(job_id)
+    total = job["valid"] + len(more)
+    raw = _at_least(lambda: stream.read_archive("raw", cfg.archive_path), total, timeout=180)
+    assert len(raw) == total
+    assert not raw.duplicated(["kafka_partition", "kafka_offset"]).any()
+    archived = stream.read_archive("features", cfg.archive_path)
+    assert len(archived) == total
+
+
+def test_aggregates_per_sensor_and_building(job):
+    # Runs after the resume test, whose later readings move the watermark past the first minute's end.
+    rows = _at_least(lambda: stream.read_topic(job["cfg"].aggregates_topic), 1)
+    levels = {r["level"] for r in rows}
+    assert levels == {"sensor", "building"}
+    first = [r for r in rows if r["level"] == "sensor" and r["window_start"].startswith("2026-11-27T00:00:00")]
+    assert first and all(r["temperature_min"] <= r["temperature_mean"] <= r["temperature_max"] for r in first)
