@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 
@@ -62,15 +64,65 @@ class AirflowClient:
         response.raise_for_status()
         return response.json()["dag_run_id"]
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 600.0, poll_s: float = 2.0) -> dict:
-        """Poll a run until it finishes; return the run with its task instances under `tasks`."""
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """The run's task instances (state, start_date, end_date, try_number, ...)."""
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def wait_for_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout_s: float = 600.0,
+        poll_s: float = 2.0,
+        on_change: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """Poll a run until it finishes; return the run with its task instances under `tasks`.
+
+        `on_change`, if given, is called with each task instance whose state changed since the last poll.
+        """
         deadline = time.monotonic() + timeout_s
+        seen: dict[str, str | None] = {}
         while True:
             run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
+            if on_change is not None:
+                for ti in self.task_instances(dag_id, run_id):
+                    if seen.get(ti["task_id"], "unseen") != ti["state"]:
+                        seen[ti["task_id"]] = ti["state"]
+                        on_change(ti)
             if run["state"] in FINISHED or time.monotonic() > deadline:
                 break
             time.sleep(poll_s)
-        run["tasks"] = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        run["tasks"] = self.task_instances(dag_id, run_id)
         if run["state"] not in FINISHED:
             raise UserError(f"run {run_id} of {dag_id} still {run['state']} after {timeout_s:.0f} s")
         return run
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int | None = None) -> str:
+        """The text of a task's log (its latest try by default), one line per log event."""
+        if try_number is None:
+            ti = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+            try_number = max(ti["try_number"], 1)
+        response = self.session.get(
+            f"{self.base}/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": "true"}, headers={"Accept": "application/json"}, timeout=self.timeout,
+        )  # fmt: skip
+        response.raise_for_status()
+        content = response.json().get("content", [])
+        if isinstance(content, str):
+            return content
+        lines = []
+        for event in content:
+            line = str(event.get("event", "")) if isinstance(event, dict) else str(event)
+            if isinstance(event, dict) and event.get("error_detail"):
+                line += "\n" + "\n".join(f"{e.get('exc_type')}: {e.get('exc_value')}" for e in event["error_detail"])
+            lines.append(line)
+        return "\n".join(lines)
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """The value a task pushed (by default what it returned)."""
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")["value"]
+
+    def ui_url(self, dag_id: str, run_id: str | None = None) -> str:
+        """The page of a DAG, or of one of its runs, in the Airflow UI."""
+        page = f"{self.settings.airflow_api_url}/dags/{dag_id}"
+        return f"{page}/runs/{run_id}" if run_id else page

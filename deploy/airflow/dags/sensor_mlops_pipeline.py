@@ -1,0 +1,87 @@
+"""sensor_mlops_pipeline: from a bounded batch of sensor events to a promoted model and a run report.
+
+check_services >> prepare >> [generate_batch, ensure_stream_job] >> wait_for_archive >> validate_data
+    >> train_and_evaluate >> promote_model >> write_report
+
+The task bodies live in `sensorops.pipeline`; this file only wires them. `SENSOROPS_EXECUTION=kubernetes` (read when
+the file is parsed) runs every task as a pod of the project's image (`SENSOROPS_IMAGE`) instead of in the worker.
+Trigger with a `conf` to change the batch or point a service elsewhere, e.g. `{"endpoints": {"kafka": "host:9092"}}`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param, get_current_context, task
+
+from sensorops import pipeline
+
+MODE = pipeline.execution_mode()
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
+
+
+def retry_args(step: pipeline.Step) -> dict:
+    """Retries and a timeout for every task, from the step's definition."""
+    return {"retries": step.retries, "retry_delay": timedelta(seconds=step.retry_delay_s),
+            "execution_timeout": timedelta(seconds=step.timeout_s)}  # fmt: skip
+
+
+def local_task(step: pipeline.Step):  # noqa: ANN201 - an XComArg
+    """The step as a Python task in the Airflow worker."""
+
+    @task(task_id=step.name, doc=step.doc, **retry_args(step))
+    def run() -> dict:
+        context = get_current_context()
+        ctx = pipeline.RunContext(
+            run_id=context["run_id"],
+            run_after=context["dag_run"].run_after.isoformat(),
+            params=pipeline.RunParams.from_mapping(dict(context["params"])),
+            dag_id=context["dag"].dag_id,
+        )
+        inputs = {name: context["ti"].xcom_pull(task_ids=name) for name in step.inputs}
+        return pipeline.run_step(step.name, ctx, inputs)
+
+    return run()
+
+
+def pod_task(step: pipeline.Step):  # noqa: ANN201 - an operator
+    """The step as a pod of the project's image, running `python -m sensorops.pipeline STEP`."""
+    import os
+
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    secret = os.environ.get(pipeline.SECRET_ENV, "sensorops-settings")
+    return KubernetesPodOperator(
+        task_id=step.name,
+        doc=step.doc,
+        name=f"sensorops-{step.name.replace('_', '-')}",
+        namespace=os.environ.get(pipeline.NAMESPACE_ENV, "sensorops"),
+        image=os.environ.get(pipeline.IMAGE_ENV, pipeline.DEFAULT_IMAGE),
+        cmds=["python", "-m", "sensorops.pipeline"],
+        arguments=pipeline.pod_arguments(step.name),
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret))],
+        do_xcom_push=True,
+        get_logs=True,
+        on_finish_action="delete_succeeded_pod",
+        **retry_args(step),
+    )
+
+
+with DAG(
+    dag_id=pipeline.DAG_ID,
+    description="Generate a batch, stream it to the archive, validate, train, promote, report",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,  # runs share the stream job and the champion alias
+    dagrun_timeout=timedelta(minutes=45),
+    tags=["sensorops", MODE],
+    params={name: Param(value, type=JSON_TYPES[type(value)], description=f"sensorops.pipeline.RunParams.{name}")
+            for name, value in pipeline.RunParams().as_dict().items()},  # fmt: skip
+) as dag:
+    make = local_task if MODE == "local" else pod_task
+    t = {step.name: make(step) for step in pipeline.STEPS.values()}
+    t["check_services"] >> t["prepare"] >> [t["generate_batch"], t["ensure_stream_job"]] >> t["wait_for_archive"]
+    t["wait_for_archive"] >> t["validate_data"] >> t["train_and_evaluate"] >> t["promote_model"] >> t["write_report"]
