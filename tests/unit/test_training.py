@@ -145,3 +145,9 @@ def test_inputs_have_stable_types(table: pd.DataFrame) -> None:
     assert list(X.columns) == list(training.MODEL_INPUTS)
     assert all(X[c].dtype == "float64" for c in training.NUMERIC_FEATURES)
     assert X["trend_category"].map(type).eq(str).all()
+
+
+def test_zscore_cannot_exceed_its_bound(table: pd.DataFrame) -> None:
+    largest = table[list(training.ZSCORE_COLUMNS)].abs().max().max()
+    assert largest <= training.MAX_ZSCORE + 1e-9
+    assert training.ZSCORE_THRESHOLD < training.MAX_ZSCORE  # the baseline can fire at all

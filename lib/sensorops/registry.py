@@ -1,0 +1,278 @@
+"""Experiment tracking and the model registry (MLflow): one run per model, the best one registered, the
+`champion` alias moved only when the new model beats the current champion on the same test period.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from sklearn.base import BaseEstimator
+
+from sensorops import config, training, training_plots
+from sensorops.errors import ServiceUnavailable, UserError
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "sensor-anomaly-detection"
+MODEL_NAME = "sensor-anomaly-detector"
+CHAMPION = "champion"
+SELECTION_METRIC = "f1"
+TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    f"{training.NormalOnlyDetector.__module__}.{training.NormalOnlyDetector.__qualname__}",
+]
+"""Types in our saved models that skops does not trust by default. We build and save these models ourselves;
+skops checks every other type against its own allow-list when the model is loaded."""
+
+
+def client(settings: config.Settings | None = None) -> MlflowClient:
+    """An MLflow client on the configured tracking server (also sets the tracking URI for `mlflow.*` calls)."""
+    uri = (settings or config.load()).mlflow_tracking_uri
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout the code runs from, with `-dirty` when there are uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.ROOT, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=config.ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head
+
+
+def run_url(run_id: str, settings: config.Settings | None = None) -> str:
+    """The page of a run in the MLflow UI."""
+    uri = (settings or config.load()).mlflow_tracking_uri.rstrip("/")
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    return f"{uri}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
+@contextmanager
+def _deserialization_allowed() -> Iterator[None]:
+    """MLflow refuses to unpickle (or un-skops) a model unless told the source is trusted: our own server is."""
+    key = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+    before = os.environ.get(key)
+    os.environ[key] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+def load_model(model_uri: str) -> BaseEstimator:
+    """A scikit-learn model from the tracking server: `runs:/ID/model`, `models:/NAME@champion`, `models:/m-...`."""
+    client()
+    with _deserialization_allowed():
+        return mlflow.sklearn.load_model(model_uri)
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """Where one model's run and artifacts live."""
+
+    name: str
+    run_id: str
+    model_uri: str
+
+
+def _period(split: training.TimeSplit) -> dict[str, str]:
+    (train_from, train_to), (test_from, test_to) = split.train_period, split.test_period
+    return {"train_from": str(train_from), "train_to": str(train_to), "test_from": str(test_from),
+            "test_to": str(test_to), "cutoff": str(split.cutoff)}  # fmt: skip
+
+
+def _log_lineage(split: training.TimeSplit, partitions: Sequence[str]) -> None:
+    """The S3 partitions read, as an artifact and as MLflow dataset inputs (with schema and digest)."""
+    source = partitions[0].rsplit("/dt=", 1)[0] if partitions else "memory"
+    mlflow.log_dict({"partitions": list(partitions), **_period(split)}, "lineage.json")
+    for context, frame in (("training", split.train), ("testing", split.test)):
+        dataset = mlflow.data.from_pandas(
+            frame[[training.TIME_COLUMN, *training.MODEL_INPUTS, training.LABEL_COLUMN, training.TYPE_COLUMN]],
+            source=source, targets=training.LABEL_COLUMN, name=f"features-{context}",
+        )  # fmt: skip
+        mlflow.log_input(dataset, context=context)
+
+
+def log_model_run(
+    result: training.SearchResult,
+    split: training.TimeSplit,
+    partitions: Sequence[str],
+    *,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    commit: str | None = None,
+) -> LoggedModel:
+    """One run: parameters, test metrics, the model with signature and input example, lineage, figures."""
+    X_test, _ = training.features_and_labels(split.test)
+    example = X_test.head(5)
+    signature = infer_signature(example, result.model.predict(example))
+    tags = {"sensorops.model": result.name, "sensorops.kind": "supervised" if result.supervised else "unsupervised"}
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    with mlflow.start_run(run_name=run_name or result.name, parent_run_id=parent_run_id, nested=bool(parent_run_id),
+                          tags=tags) as run:  # fmt: skip
+        mlflow.log_params({"model": result.name, **result.best_params, "train_rows": result.train_rows,
+                           "fit_rows": result.fit_rows, "test_rows": len(split.test), "note": result.note,
+                           **_period(split)})  # fmt: skip
+        mlflow.log_metrics({**result.evaluation.flat(), "cv_f1": result.cv_f1,
+                            "search_seconds": result.search_seconds, "fit_seconds": result.fit_seconds})  # fmt: skip
+        _log_lineage(split, partitions)
+        info = mlflow.sklearn.log_model(
+            result.model, name="model", signature=signature, input_example=example,
+            skops_trusted_types=TRUSTED_TYPES,
+        )  # fmt: skip
+        mlflow.log_text(result.cv_results.drop(columns="params").to_csv(index=False), "cv_results.csv")
+        mlflow.log_figure(training_plots.confusion_matrix(result.evaluation, title=result.name),
+                          "figures/confusion_matrix.html")  # fmt: skip
+        mlflow.log_figure(training_plots.precision_recall({result.name: result.evaluation}),
+                          "figures/precision_recall.html")  # fmt: skip
+        try:
+            importance = training.feature_importance(result.model)
+        except UserError:
+            importance = None
+        if importance is not None:
+            mlflow.log_figure(training_plots.feature_importance(importance, title=result.name),
+                              "figures/feature_importance.html")  # fmt: skip
+    return LoggedModel(name=result.name, run_id=run.info.run_id, model_uri=info.model_uri)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A training session: the parent run (baselines, comparison) and one child run per model."""
+
+    run_id: str
+    models: dict[str, LoggedModel]
+
+
+def log_session(
+    results: Sequence[training.SearchResult],
+    split: training.TimeSplit,
+    partitions: Sequence[str],
+    baselines: dict[str, training.Evaluation],
+    *,
+    experiment: str = EXPERIMENT,
+    run_name: str | None = None,
+) -> Session:
+    """Log every model as a child of one parent run that holds the baselines and the comparison table."""
+    try:
+        client()
+        mlflow.set_experiment(experiment)
+    except MlflowException as exc:
+        raise ServiceUnavailable(f"MLflow does not answer at {config.load().mlflow_tracking_uri}: {exc}") from exc
+    commit = git_commit()
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
+    name = run_name or f"train-{stamp}"
+    tags = {"mlflow.source.git.commit": commit} if commit else {}
+    with mlflow.start_run(run_name=name, tags=tags) as parent:
+        mlflow.log_params({"models": ",".join(r.name for r in results), "partitions": len(partitions),
+                           "train_rows": len(split.train), **_period(split)})  # fmt: skip
+        for baseline, evaluation in baselines.items():
+            mlflow.log_metrics({f"{baseline}.{k}": v for k, v in evaluation.flat().items()})
+        _log_lineage(split, partitions)
+        table = training.comparison(results, baselines)
+        mlflow.log_text(table.to_csv(), "comparison.csv")
+        mlflow.log_text(split.balance().to_csv(), "class_balance.csv")
+        mlflow.log_figure(training_plots.comparison(table), "figures/comparison.html")
+        pr = {**baselines, **{r.name: r.evaluation for r in results}}
+        mlflow.log_figure(training_plots.precision_recall(pr), "figures/precision_recall.html")
+        logged = {
+            r.name: log_model_run(r, split, partitions, parent_run_id=parent.info.run_id,
+                                  run_name=f"{r.name}-{stamp}", commit=commit)  # fmt: skip
+            for r in results
+        }
+    return Session(run_id=parent.info.run_id, models=logged)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What happened in the registry."""
+
+    model_name: str
+    version: str
+    score: float
+    champion_version: str | None
+    champion_score: float | None
+    promoted: bool
+    reason: str
+
+
+def current_champion(model_name: str = MODEL_NAME) -> str | None:
+    """The version the `champion` alias points to, or None."""
+    try:
+        return client().get_model_version_by_alias(model_name, CHAMPION).version
+    except MlflowException:
+        return None
+
+
+def register_and_promote(
+    logged: LoggedModel,
+    test: pd.DataFrame,
+    *,
+    model_name: str = MODEL_NAME,
+    metric: str = SELECTION_METRIC,
+) -> Promotion:
+    """Register `logged` as a new version; move `champion` to it only if it beats the champion on `test`.
+
+    Both are scored on the same rows (the champion is loaded and evaluated again, not compared by its logged
+    metric, which came from another test period). A tie keeps the champion.
+    """
+    mlflow_client = client()
+    score = training.evaluate_model(load_model(logged.model_uri), test).metrics[metric]
+    version = mlflow.register_model(logged.model_uri, model_name).version
+    (test_from, test_to) = test[training.TIME_COLUMN].min(), test[training.TIME_COLUMN].max()
+    for key, value in {"model": logged.name, "run_id": logged.run_id, f"test_{metric}": f"{score:.6f}",
+                       "test_from": str(test_from), "test_to": str(test_to)}.items():  # fmt: skip
+        mlflow_client.set_model_version_tag(model_name, version, key, value)
+
+    champion = current_champion(model_name)
+    champion_score = None
+    if champion is None:
+        promoted, reason = True, "no champion yet"
+    else:
+        try:
+            champion_model = load_model(f"models:/{model_name}@{CHAMPION}")
+            champion_score = training.evaluate_model(champion_model, test).metrics[metric]
+        except (UserError, MlflowException, ValueError, KeyError) as exc:
+            promoted, reason = True, f"the champion (version {champion}) cannot score this data: {exc}"
+        else:
+            promoted = score > champion_score
+            verb = "beats" if promoted else "does not beat"
+            reason = f"{metric} {score:.4f} {verb} the champion's {champion_score:.4f} on the same test period"
+    if promoted:
+        mlflow_client.set_registered_model_alias(model_name, CHAMPION, version)
+    log.info("%s version %s: %s", model_name, version, reason)
+    return Promotion(model_name=model_name, version=str(version), score=score, champion_version=champion,
+                     champion_score=champion_score, promoted=promoted, reason=reason)  # fmt: skip
+
+
+def models_table(session: Session, results: Sequence[training.SearchResult]) -> pd.DataFrame:
+    """Each model's test F1 and the link to its run in the MLflow UI."""
+    rows = [{"model": r.name, "f1": r.evaluation.metrics["f1"], "run": run_url(session.models[r.name].run_id)}
+            for r in results]  # fmt: skip
+    return pd.DataFrame(rows).set_index("model")
+
+
+def lineage_of(run_id: str) -> dict:
+    """The lineage a run logged (`lineage.json`)."""
+    client()
+    return json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/lineage.json"))

@@ -1,0 +1,121 @@
+"""Training against the live platform: the archive on S3, runs in MLflow, the registry's champion alias.
+
+Every name is unique to the test session (prefix, experiment, registered model), so the real
+`sensor-anomaly-detector` is never touched and reruns do not see each other's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from sensorops import features, generator, platform, registry, storage, training
+from sensorops.errors import UserError
+
+pytestmark = pytest.mark.integration
+
+TAG = uuid.uuid4().hex[:8]
+PREFIX = f"test-training-{TAG}/features"
+EXPERIMENT = f"test-training-{TAG}"
+MODEL = f"test-sensor-anomaly-detector-{TAG}"
+
+
+@pytest.fixture(scope="module")
+def archive() -> training.ArchiveData:
+    """Ten sensors over 36 hours at one reading per 30 s, written in the archive layout and read back."""
+    platform.require("s3", "mlflow")
+    storage.ensure_buckets()
+    events = generator.simulate(n_sensors=10, duration_s=36 * 3600, interval_s=30, seed=11)
+    table = features.compute_features(generator.to_dicts(events))
+    written = training.write_archive(table, prefix=PREFIX)
+    assert len(written) == 36
+    yield training.load_archive("2026-11-27T00", "2026-11-28T11", prefix=PREFIX)
+    client = storage.client()
+    bucket = training.config.ARCHIVE_BUCKET
+    for obj in client.list_objects(bucket, prefix=PREFIX.split("/")[0] + "/", recursive=True):
+        client.remove_object(bucket, obj.object_name)
+
+
+@pytest.fixture(scope="module")
+def session(archive: training.ArchiveData):
+    split = training.time_split(archive.frame)
+    results = training.train_models(split, ["logistic_regression", "isolation_forest"], n_folds=2, progress=False)
+    logged = registry.log_session(results, split, archive.partitions, training.baselines(split.test),
+                                  experiment=EXPERIMENT)  # fmt: skip
+    yield split, results, logged
+    client = MlflowClient(tracking_uri=training.config.load().mlflow_tracking_uri)
+    try:
+        client.delete_registered_model(MODEL)
+    except Exception:  # noqa: BLE001 - a test that failed before registering leaves nothing to delete
+        pass
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        client.delete_experiment(experiment.experiment_id)
+
+
+def test_archive_reads_back_exactly_the_range(archive: training.ArchiveData) -> None:
+    assert len(archive.partitions) == 36
+    assert archive.partitions[0].endswith(f"{PREFIX}/dt=2026-11-27/hour=00")
+    assert archive.partitions[-1].endswith(f"{PREFIX}/dt=2026-11-28/hour=11")
+    assert len(archive.frame) == 10 * 36 * 120
+    assert archive.frame.event_time.is_monotonic_increasing
+
+
+def test_empty_range_on_s3_is_named() -> None:
+    with pytest.raises(UserError, match="empty range: no archived data"):
+        training.load_archive("2025-01-01", "2025-01-01", prefix=PREFIX)
+
+
+def test_logged_metrics_equal_metrics_of_the_logged_model(session) -> None:
+    split, results, logged = session
+    client = MlflowClient(tracking_uri=training.config.load().mlflow_tracking_uri)
+    for result in results:
+        run = client.get_run(logged.models[result.name].run_id)
+        model = registry.load_model(logged.models[result.name].model_uri)
+        recomputed = training.evaluate_model(model, split.test).flat()
+        logged_metrics = {k: v for k, v in run.data.metrics.items() if k in recomputed}
+        assert set(logged_metrics) == set(recomputed)
+        for key, value in recomputed.items():
+            assert logged_metrics[key] == pytest.approx(value, abs=1e-9), (result.name, key)
+        assert run.data.tags["mlflow.source.git.commit"]
+
+
+def test_lineage_names_the_partitions(session, archive: training.ArchiveData) -> None:
+    _, _, logged = session
+    lineage = registry.lineage_of(logged.models["logistic_regression"].run_id)
+    assert lineage["partitions"] == archive.partitions
+
+
+def test_champion_moves_only_on_improvement(session) -> None:
+    split, results, logged = session
+    by_name = {r.name: r for r in results}
+    weak, strong = sorted(by_name, key=lambda n: by_name[n].evaluation.metrics["f1"])
+    assert by_name[strong].evaluation.metrics["f1"] > by_name[weak].evaluation.metrics["f1"]
+
+    first = registry.register_and_promote(logged.models[weak], split.test, model_name=MODEL)
+    assert first.promoted and registry.current_champion(MODEL) == first.version
+
+    better = registry.register_and_promote(logged.models[strong], split.test, model_name=MODEL)
+    assert better.promoted and better.champion_score == pytest.approx(first.score)
+    assert registry.current_champion(MODEL) == better.version
+
+    worse = registry.register_and_promote(logged.models[weak], split.test, model_name=MODEL)
+    assert not worse.promoted
+    assert registry.current_champion(MODEL) == better.version
+
+    tie = registry.register_and_promote(logged.models[strong], split.test, model_name=MODEL)
+    assert not tie.promoted, "a tie keeps the champion"
+    assert registry.current_champion(MODEL) == better.version
+
+
+def test_champion_scores_a_sample(session) -> None:
+    split, _, _ = session
+    if registry.current_champion(MODEL) is None:
+        pytest.fail("test_champion_moves_only_on_improvement must run first and set a champion")
+    model = registry.load_model(f"models:/{MODEL}@{registry.CHAMPION}")
+    sample = training.model_inputs(split.test.head(20))
+    predictions = model.predict(sample)
+    assert len(predictions) == 20 and set(pd.unique(predictions)) <= {0, 1}
