@@ -238,8 +238,15 @@ def corrupt(values: list[bytes], rate: float, seed: int) -> list[int]:
 def check_services(ctx: RunContext) -> dict[str, Any]:
     """Every service answers its protocol; otherwise `ServiceUnavailable` names each one that is down."""
     from sensorops import platform
+    from sensorops.errors import ServiceUnavailable
 
-    healths = platform.require(*ENDPOINT_VARIABLES)
+    try:
+        healths = platform.require(*ENDPOINT_VARIABLES)
+    except ServiceUnavailable as exc:
+        if not ctx.params.endpoints:
+            raise
+        overrides = ", ".join(f"{k}={v}" for k, v in ctx.params.endpoints.items())
+        raise ServiceUnavailable(f"{exc} (This run's `endpoints` parameter overrides: {overrides}.)") from exc
     return {name: {"url": h.url, "version": h.version} for name, h in healths.items()}
 
 
@@ -720,8 +727,8 @@ def pod_arguments(name: str) -> list[str]:
     ]  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one step from the command line, as a Kubernetes pod does: `python -m sensorops.pipeline STEP ...`."""
+def parse_args(argv: list[str] | None = None) -> tuple[str, RunContext, dict[str, Any], str]:
+    """The command line of a pod: (step, run context, upstream outputs, XCom file)."""
     parser = argparse.ArgumentParser(prog="python -m sensorops.pipeline", description=main.__doc__)
     parser.add_argument("step", choices=list(STEPS))
     parser.add_argument("--run-id", required=True)
@@ -730,18 +737,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", default="{}", help="JSON object: upstream step -> its output")
     parser.add_argument("--xcom-file", default="", help="also write the output here (Airflow's pod XCom path)")
     args = parser.parse_args(argv)
+    try:
+        params, inputs = json.loads(args.params), json.loads(args.inputs)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--params and --inputs must be JSON objects: {exc}") from exc
+    ctx = RunContext(run_id=args.run_id, run_after=args.run_after or datetime.now(timezone.utc).isoformat(),
+                     params=RunParams.from_mapping(params))  # fmt: skip
+    return args.step, ctx, inputs, args.xcom_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one step from the command line, as a Kubernetes pod does: `python -m sensorops.pipeline STEP ...`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        ctx = RunContext(run_id=args.run_id, run_after=args.run_after or datetime.now(timezone.utc).isoformat(),
-                         params=RunParams.from_mapping(json.loads(args.params)))  # fmt: skip
-        output = run_step(args.step, ctx, json.loads(args.inputs))
+        step, ctx, inputs, xcom_file = parse_args(argv)
+        output = run_step(step, ctx, inputs)
     except UserError as exc:
-        log.error("%s failed: %s", args.step, exc)
+        log.error("%s", exc)
         return 1
     text = json.dumps(output, default=str)
-    if args.xcom_file:
-        os.makedirs(os.path.dirname(args.xcom_file) or ".", exist_ok=True)
-        with open(args.xcom_file, "w") as f:
+    if xcom_file:
+        os.makedirs(os.path.dirname(xcom_file) or ".", exist_ok=True)
+        with open(xcom_file, "w") as f:
             f.write(text)
     sys.stdout.write(text + "\n")
     return 0

@@ -1,0 +1,249 @@
+"""The DAG folder parses in both execution modes with the task graph below, and the pipeline's plumbing (parameters,
+endpoint overrides, the pod command line, the broken events, the report) works without any service."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sensorops import config, features, generator, pipeline
+from sensorops.errors import ServiceUnavailable, UserError
+
+DAGS = config.ROOT / "deploy" / "airflow" / "dags"
+
+EXPECTED_EDGES = {
+    ("check_services", "prepare"),
+    ("prepare", "generate_batch"),
+    ("prepare", "ensure_stream_job"),
+    ("generate_batch", "wait_for_archive"),
+    ("ensure_stream_job", "wait_for_archive"),
+    ("wait_for_archive", "validate_data"),
+    ("validate_data", "train_and_evaluate"),
+    ("train_and_evaluate", "promote_model"),
+    ("promote_model", "write_report"),
+}
+
+PARSE = textwrap.dedent(
+    """
+    import datetime, json, os, sys
+    from airflow.dag_processing.dagbag import DagBag
+
+    results = {}
+    for mode in sys.argv[2:]:  # the DAG file reads the mode each time it is parsed
+        os.environ["SENSOROPS_EXECUTION"] = mode
+        bag = DagBag(dag_folder=sys.argv[1])
+        out = results[mode] = {"errors": {k: str(v) for k, v in bag.import_errors.items()},
+                               "dags": sorted(bag.dags), "tasks": {}}
+        dag = bag.dags.get("sensor_mlops_pipeline")
+        if dag is None:
+            continue
+        out["params"] = {k: dag.params[k] for k in dag.params}
+        out["tags"] = sorted(dag.tags)
+        out["max_active_runs"] = dag.max_active_runs
+        for t in dag.tasks:
+            out["tasks"][t.task_id] = {
+                "type": type(t).__name__, "downstream": sorted(t.downstream_task_ids), "retries": t.retries,
+                "timeout_s": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                "image": getattr(t, "image", None), "cmds": getattr(t, "cmds", None),
+                "arguments": getattr(t, "arguments", None), "xcom": getattr(t, "do_xcom_push", None),
+            }
+        if mode == "kubernetes":  # render a pod's arguments as Airflow would, with stand-in XComs
+            class TI:
+                def xcom_pull(self, task_ids):
+                    return {"generate_batch": {"offsets": {"0": [1, 5]}}, "train_and_evaluate": {"x": 1}}[task_ids]
+
+            class Run:
+                run_after = datetime.datetime(2026, 11, 27, 9, 0, 0, 500000, tzinfo=datetime.timezone.utc)
+
+            context = {"run_id": "manual__2026-11-27T09:00:00+00:00", "dag_run": Run(), "ti": TI(),
+                       "params": {**dag.params.dump(), "n_sensors": 7}}
+            env = dag.get_template_env()
+            out["rendered"] = [env.from_string(a).render(**context) for a in dag.get_task("promote_model").arguments]
+    print(json.dumps(results))
+    """
+)
+MODES = ("local", "kubernetes", "docker")
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """The DAG folder parsed in each mode, in a fresh interpreter with Airflow's home in a temporary directory."""
+    home = tmp_path_factory.mktemp("airflow")
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "SENSOROPS_IMAGE": "registry.test/sensorops:9"}
+    done = subprocess.run([sys.executable, "-c", PARSE, str(DAGS), *MODES], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def edges(tasks: dict) -> set[tuple[str, str]]:
+    return {(name, down) for name, t in tasks.items() for down in t["downstream"]}
+
+
+@pytest.mark.parametrize("mode", ["local", "kubernetes"])
+def test_dag_folder_imports_without_errors(parsed: dict, mode: str) -> None:
+    result = parsed[mode]
+    assert result["errors"] == {}, result["errors"]
+    assert {"sensor_mlops_pipeline", "platform_smoke"} <= set(result["dags"])
+
+
+@pytest.mark.parametrize("mode", ["local", "kubernetes"])
+def test_task_graph(parsed: dict, mode: str) -> None:
+    tasks = parsed[mode]["tasks"]
+    assert set(tasks) == set(pipeline.STEPS)
+    assert edges(tasks) == EXPECTED_EDGES
+    assert parsed[mode]["max_active_runs"] == 1
+    assert mode in parsed[mode]["tags"]
+
+
+def test_every_task_reads_only_outputs_of_its_ancestors() -> None:
+    upstream: dict[str, set[str]] = {}
+    for a, b in EXPECTED_EDGES:
+        upstream.setdefault(b, set()).add(a)
+
+    def ancestors(name: str) -> set[str]:
+        direct = upstream.get(name, set())
+        return direct.union(*(ancestors(d) for d in direct)) if direct else set()
+
+    for step in pipeline.STEPS.values():
+        assert set(step.inputs) <= ancestors(step.name), f"{step.name} reads {step.inputs}"
+
+
+@pytest.mark.parametrize("mode", ["local", "kubernetes"])
+def test_retries_and_timeouts(parsed: dict, mode: str) -> None:
+    tasks = parsed[mode]["tasks"]
+    for name, step in pipeline.STEPS.items():
+        assert tasks[name]["retries"] == step.retries
+        assert tasks[name]["timeout_s"] == step.timeout_s
+    assert tasks["check_services"]["retries"] >= 1, "a service restarting should not fail the run at once"
+    assert tasks["validate_data"]["retries"] == 0, "bad data stays bad: no retry"
+
+
+def test_local_mode_runs_python_tasks(parsed: dict) -> None:
+    assert {t["type"] for t in parsed["local"]["tasks"].values()} == {"_PythonDecoratedOperator"}
+
+
+def test_kubernetes_mode_runs_pods_of_the_project_image(parsed: dict) -> None:
+    tasks = parsed["kubernetes"]["tasks"]
+    assert {t["type"] for t in tasks.values()} == {"KubernetesPodOperator"}
+    for name, t in tasks.items():
+        assert t["image"] == "registry.test/sensorops:9"
+        assert t["cmds"] == ["python", "-m", "sensorops.pipeline"]
+        assert t["arguments"][0] == name
+        assert t["xcom"] is True
+
+
+def test_params_are_the_run_parameters(parsed: dict) -> None:
+    assert parsed["local"]["params"] == pipeline.RunParams().as_dict()
+
+
+def test_unknown_mode_is_an_import_error_that_names_the_setting(parsed: dict) -> None:
+    errors = " ".join(parsed["docker"]["errors"].values())
+    assert "SENSOROPS_EXECUTION" in errors and "kubernetes" in errors
+    assert "sensor_mlops_pipeline" not in parsed["docker"]["dags"]
+
+
+def test_pod_arguments_render_into_a_command_line_the_pipeline_accepts(parsed: dict) -> None:
+    """What Airflow renders for a pod (run id, params, upstream XComs) is what `parse_args` reads back."""
+    step, ctx, inputs, xcom_file = pipeline.parse_args(parsed["kubernetes"]["rendered"])
+    assert step == "promote_model"
+    assert ctx.run_id == "manual__2026-11-27T09:00:00+00:00" and ctx.params.n_sensors == 7
+    assert ctx.start == pd.Timestamp("2026-11-27T09:00:00Z").to_pydatetime()
+    assert inputs == {"generate_batch": {"offsets": {"0": [1, 5]}}, "train_and_evaluate": {"x": 1}}
+    assert xcom_file == "/airflow/xcom/return.json"
+
+
+def test_run_params_refuse_unknown_names_and_services() -> None:
+    assert pipeline.RunParams.from_mapping({"n_sensors": 3}).n_sensors == 3
+    with pytest.raises(UserError, match="unknown parameters n_sensor"):
+        pipeline.RunParams.from_mapping({"n_sensor": 3})
+    with pytest.raises(UserError, match="unknown service in endpoints: kafak"):
+        pipeline.RunParams(endpoints={"kafak": "127.0.0.1:1"})
+
+
+def test_endpoint_overrides_apply_inside_the_block_only() -> None:
+    before = config.load()
+    with pipeline.using_endpoints({"kafka": "127.0.0.1:1", "s3": "http://127.0.0.1:2"}):
+        inside = config.load()
+        assert inside.kafka_bootstrap_servers == "127.0.0.1:1"
+        assert inside.aws_endpoint_url == "http://127.0.0.1:2"
+        assert os.environ["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:2"
+    assert config.load() == before
+
+
+def test_health_check_names_every_service_it_cannot_reach() -> None:
+    """Closed ports on loopback: the real checks fail, fast, and the message names each service and the fix."""
+    closed = {"kafka": "127.0.0.1:1", "s3": "http://127.0.0.1:1", "flink": "http://127.0.0.1:1",
+              "mlflow": "http://127.0.0.1:1", "airflow": "http://127.0.0.1:1"}  # fmt: skip
+    ctx = pipeline.RunContext("test", "2026-11-27T09:00:00Z", pipeline.RunParams(endpoints=closed))
+    with pytest.raises(ServiceUnavailable) as failure:
+        pipeline.run_step("check_services", ctx)
+    message = str(failure.value)
+    for name in ("Kafka is not reachable at 127.0.0.1:1", "S3 is not", "Flink is not", "MLflow is not", "Airflow is not"):
+        assert name in message
+    assert "make up" in message and "endpoints" in message
+
+
+def test_cli_fails_with_the_message_and_writes_no_xcom(tmp_path: Path) -> None:
+    xcom = tmp_path / "xcom" / "return.json"
+    params = json.dumps({"endpoints": {"flink": "http://127.0.0.1:1"}})
+    done = subprocess.run(
+        [sys.executable, "-m", "sensorops.pipeline", "check_services", "--run-id", "t", "--params", params,
+         "--xcom-file", str(xcom)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Flink is not reachable at http://127.0.0.1:1" in done.stderr
+    assert not xcom.exists()
+
+
+def test_a_step_without_its_inputs_is_refused() -> None:
+    ctx = pipeline.RunContext("test", "2026-11-27T09:00:00Z")
+    with pytest.raises(UserError, match="needs the output of generate_batch"):
+        pipeline.run_step("validate_data", ctx, {})
+
+
+def test_broken_events_are_seeded_and_become_dead_letters() -> None:
+    events = generator.simulate(n_sensors=4, duration_s=25, seed=3)
+    _, values = generator.serialize(events)
+    again = list(values)
+    broken = pipeline.corrupt(values, 0.05, seed=3)
+    assert broken == pipeline.corrupt(again, 0.05, seed=3)
+    assert len(broken) == round(len(values) * 0.05) > 0
+    assert [features.dead_letter_reason(values[i]) for i in broken] == ["invalid_json"] * len(broken)
+    intact = set(range(len(values))) - set(broken)
+    assert all(features.dead_letter_reason(values[i]) is None for i in intact)
+
+
+def test_run_context_slug_and_start() -> None:
+    ctx = pipeline.RunContext("manual__2026-11-27T09:29:56.527250+00:00", "2026-11-27T09:29:56.527250+00:00")
+    assert ctx.slug == "manual__2026-11-27T09_29_56.527250_00_00"
+    assert ctx.start.isoformat() == "2026-11-27T09:29:56+00:00"
+    assert ctx.key("report.html") == f"sensor_mlops_pipeline/{ctx.slug}/report.html"
+
+
+def test_report_is_one_html_page_with_checks_models_and_plots() -> None:
+    ctx = pipeline.RunContext("manual__x", "2026-11-27T09:00:00Z")
+    batch = {"events": 100, "bad": 1, "acknowledged": 100, "start": "a", "end": "b",
+             "anomaly_types": {"none": 90, "spike": 9}}  # fmt: skip
+    validation = {"counts": {"archived": 99, "dead_letters": 1, "feature_rows": 99, "duplicates": 0},
+                  "checks": [{"name": "dead-letter ratio", "ok": False, "value": 0.2, "limit": "<= 0.05",
+                              "detail": "invalid_json: 20"}]}  # fmt: skip
+    trained = {"best_model": "random_forest", "test_metrics": {"f1": 0.8}, "mlflow_run_id": "r1",
+               "mlflow_url": "http://mlflow/#/runs/r1"}  # fmt: skip
+    promotion = {"promoted": False, "version": "3", "reason": "f1 0.8 does not beat the champion's 0.9"}
+    comparison = pd.DataFrame({"model": ["flag_everything", "random_forest"], "kind": ["baseline", "supervised"],
+                               "precision": [0.1, 0.8], "recall": [1.0, 0.8], "f1": [0.18, 0.8],
+                               "pr_auc": [0.1, 0.85]}).set_index("model")  # fmt: skip
+    page = pipeline.render_report(ctx, batch, validation, trained, promotion, comparison)
+    assert page.startswith("<!doctype html>") and page.count("<html") == 1
+    assert "dead-letter ratio" in page and "NO" in page and "invalid_json: 20" in page
+    assert "random_forest" in page and "http://mlflow/#/runs/r1" in page and "not promoted" in page
+    assert page.count("Plotly.newPlot") == 3
