@@ -13,6 +13,7 @@ import sys
 
 from sensorops.errors import UserError
 
+NOISY_LOGGERS = ("kafka", "py4j", "urllib3", "botocore", "mlflow")
 STAGES = ("platform", "generate", "replay", "stream", "train", "bench")
 
 
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not args.verbose:
+        for name in NOISY_LOGGERS:  # client libraries log every connection at INFO
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
