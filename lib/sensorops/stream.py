@@ -7,9 +7,10 @@ Delivery guarantees, per sink:
 - the archive (FileSink, Parquet on S3) commits files on checkpoints: exactly once, visible at checkpoints;
 - the Kafka sinks are transactional (`exactly-once`) by default: `read_committed` consumers see rows only once
   the checkpoint that covers them completes, so their latency is about a checkpoint interval;
-- the features topic feeds real-time scoring, so its guarantee is a setting (`features_guarantee`): with
-  `at-least-once` rows are visible within milliseconds, and after a failure some may appear twice (a scorer that
-  keys its output by sensor and event time absorbs them).
+- the features topic feeds real-time scoring, so its guarantee is a setting (`features_guarantee`), by default
+  `at-least-once`: rows are visible within milliseconds (p99 under 1 s at 1,000 events/s, against about a
+  checkpoint interval with `exactly-once`), and after a failure some may appear twice (a scorer that keys its
+  output by sensor and event time absorbs them).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class StreamJobConfig:
     watermark_delay_s: float = 5.0
     idle_timeout_s: float = 10.0
     window_minutes: int = 1
-    features_guarantee: str = "exactly-once"
+    features_guarantee: str = "at-least-once"
+    """Guarantee of the features topic: low latency for real-time scoring (see the module docstring)."""
     kafka_guarantee: str = "exactly-once"
     """Guarantee of the aggregates and dead-letter sinks."""
     archive: bool = True
@@ -572,10 +574,12 @@ def read_archive(kind: str = "features", archive_path: str = f"s3://{config.ARCH
 
 
 def read_topic(
-    topic: str, max_records: int = 100_000, timeout_s: float = 20.0, committed_only: bool = True
+    topic: str, max_records: int = 100_000, timeout_s: float = 20.0, committed_only: bool = True,
+    last: int | None = None,
 ) -> list[dict[str, Any]]:
-    """JSON records of a topic the job writes, from the beginning, with their partition, offset and timestamp.
+    """JSON records of a topic the job writes, with their partition, offset and timestamp.
 
+    From the beginning, or only about the `last` records (split evenly over the partitions).
     `committed_only` reads with `isolation_level=read_committed`: rows of exactly-once sinks appear only once
     their checkpoint completes. Stops at the end of the topic, at `max_records` or after `timeout_s`.
     """
@@ -593,6 +597,10 @@ def read_topic(
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
+        if last is not None:
+            starts = consumer.beginning_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, max(starts[tp], ends[tp] - -(-last // len(tps))))
         out: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout_s
         while len(out) < max_records and time.monotonic() < deadline:
