@@ -13,7 +13,7 @@ Anomalies are injected as *episodes* (an alternating renewal process: a normal g
 so that the fraction of anomalous readings matches the requested rate, split across types by `anomaly_mix`:
 
 - ``spike``: one reading several degrees away (and often humidity with it);
-- ``drift``: the temperature element drifts away, by a step that then grows linearly;
+- ``drift``: the temperature element drifts away, by a step of 2 degC that grows linearly to 8..12 degC;
 - ``stuck``: all three channels repeat the same value exactly;
 - ``erratic``: a burst of noise ten times the normal level;
 - ``dropout``: one or more channels are missing (null).
@@ -54,7 +54,7 @@ DEFAULT_MIX: Mapping[str, float] = {"spike": 0.25, "drift": 0.2, "stuck": 0.2, "
 # Episode lengths in ticks, inclusive bounds (uniform).
 EPISODE_TICKS: Mapping[str, tuple[int, int]] = {
     "spike": (1, 1),
-    "drift": (40, 160),
+    "drift": (20, 60),
     "stuck": (10, 40),
     "erratic": (5, 20),
     "dropout": (1, 6),
@@ -301,8 +301,8 @@ class SensorSimulator:
         values[0] += np.where(spike, sign * (5 + 5 * mag), 0)
         values[1] += np.where(spike & (extra < 0.5), -sign * (12 + 10 * mag), 0)
         drift = kind == code["drift"]
-        end_offset = 4 + 4 * mag
-        values[0] += np.where(drift, sign * (1.5 + (end_offset - 1.5) * pos / np.maximum(length - 1, 1)), 0)
+        end_offset = 8 + 4 * mag  # from a step of 2 degC to 8..12 degC: faster than any normal change
+        values[0] += np.where(drift, sign * (2 + (end_offset - 2) * pos / np.maximum(length - 1, 1)), 0)
         values[1] = np.clip(values[1], 0.0, 100.0)
 
         stuck = kind == code["stuck"]
@@ -487,7 +487,7 @@ def validate(events: list[dict[str, Any]]) -> list[str]:
     """Schema violations of the given events, as ``"event N: message"`` lines (empty when all are valid)."""
     import jsonschema  # only needed here
 
-    checker = jsonschema.Draft202012Validator(event_schema(), format_checker=jsonschema.FormatChecker())
+    checker = jsonschema.Draft202012Validator(event_schema())  # the schema uses patterns, not `format`
     return [f"event {i}: {err.message}" for i, e in enumerate(events) for err in checker.iter_errors(e)]
 
 

@@ -27,6 +27,8 @@ NUMERIC_FIELDS = {"temperature": (-60, 120), "humidity": (0, 100), "pressure": (
 TEXT_FIELDS = ("sensor_id", "building", "room", "model", "firmware_version")
 MAPPABLE = (*TEXT_FIELDS, "floor", *NUMERIC_FIELDS)
 DEFAULTS = {"building": "replay", "floor": 0, "room": "replay", "model": "unknown", "firmware_version": "unknown"}
+NULL_TOKENS = {"", "na", "n/a", "nan", "null", "none", "-"}
+"""Cell values read as a missing reading (a dropout), case-insensitively."""
 NORMAL_LABELS = {"", "0", "false", "no", "n", "f", "normal", "none", "ok"}
 ANOMALY_LABELS = {"1", "true", "yes", "y", "t", "anomaly", "anomalous", "abnormal"}
 
@@ -146,6 +148,7 @@ def read_csv(
             events[name] = np.nan
             continue
         text = raw[mapping[name]].str.strip()
+        text = text.where(~text.str.lower().isin(NULL_TOKENS), "")
         values = pd.to_numeric(text, errors="coerce")
         col = mapping[name]
         flag((values.isna() & (text != "")).to_numpy(), lambda i, c=col, t=text: f"{c} {t.iat[i]!r} is not a number")

@@ -99,8 +99,8 @@ def test_humidity_moves_against_temperature(day: pd.DataFrame) -> None:
 def test_anomalies_are_visible_in_the_readings(day: pd.DataFrame) -> None:
     d = day.sort_values(["sensor_id", "timestamp"], kind="stable")
     kind = d["anomaly_type"].astype(str)
-    baseline = d["temperature"].where(kind == "none").groupby(d["sensor_id"], observed=True)
-    baseline = baseline.transform(lambda s: s.rolling(600, min_periods=10).median().ffill().bfill())
+    window = d["timestamp"].dt.floor("10min")
+    baseline = d["temperature"].where(kind == "none").groupby([d["sensor_id"], window], observed=True).transform("median")
     dev = (d["temperature"] - baseline).abs()
     assert dev[kind == "spike"].min() > 3.0
     assert dev[kind == "drift"].median() > 3.0
@@ -112,7 +112,7 @@ def test_anomalies_are_visible_in_the_readings(day: pd.DataFrame) -> None:
 
 
 def test_every_event_validates_against_the_schema() -> None:
-    events = generator.simulate(n_sensors=10, duration_s=600, anomaly_rate=0.3, seed=5)
+    events = generator.simulate(n_sensors=8, duration_s=250, anomaly_rate=0.5, seed=5)
     dicts = generator.to_dicts(events)
     assert generator.validate(dicts) == []
     assert {d["anomaly_type"] for d in dicts} == set(generator.ANOMALY_TYPES)

@@ -67,10 +67,11 @@ def test_good_rows_become_schema_valid_events(csv_file: Path) -> None:
 
 def test_without_label_everything_is_normal_and_sensor_id_defaults(tmp_path: Path) -> None:
     path = tmp_path / "plain.csv"
-    path.write_text("ts,t\n1767261600,20.5\n1767261601,20.6\n")
+    path.write_text("ts,t\n1767261600,20.5\n1767261601,20.6\n1767261602,NaN\n1767261603,n/a\n")
     data = replay.read_csv(path, {"temperature": "t"}, "ts", sensor_id="lab-1")
     assert data.bad_rows == []
-    assert data.events["sensor_id"].tolist() == ["lab-1", "lab-1"]
+    assert data.events["sensor_id"].tolist() == ["lab-1"] * 4
+    assert data.events["temperature"].isna().tolist() == [False, False, True, True]  # usual null spellings
     assert data.events["timestamp"].iloc[0] == pd.Timestamp(1767261600, unit="s", tz="UTC")
     assert not data.events["is_anomaly"].any()
 

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=float, default=None, help="backfill: days of event time, ending now (default 1)")
     p.add_argument("--start", default=None, help="backfill: first timestamp, ISO-8601 (default: now minus the span)")
     p.add_argument("--partitions", type=int, default=kafka_io.DEFAULT_PARTITIONS, help="partitions if the topic is created")
-    p.add_argument("--workers", type=int, default=1, help="producer processes (backfill; 2 is faster on 2 cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="producer processes, each owning some partitions (default: 2 in backfill, 1 live)")
     p.set_defaults(handler=run)
 
 
@@ -38,6 +39,8 @@ def _check(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise UserError(f"--{name} must be positive, got {value}")
+    if args.workers is None:
+        args.workers = 2 if args.mode == "backfill" else 1
     if args.partitions < 1 or args.workers < 1:
         raise UserError("--partitions and --workers must be at least 1")
     if args.anomaly_rate > 0.5 or args.anomaly_rate < 0:
