@@ -650,7 +650,8 @@ def write_report(
                              index_col=0)  # fmt: skip
     page = render_report(ctx, generate_batch, validate_data, trained, promote_model, comparison)
     key = ctx.key("report.html")
-    uri = _put(key, page.encode(), "text/html; charset=utf-8")
+    data = page.encode()
+    uri = _put(key, data, "text/html; charset=utf-8")
     url = _storage_client().presigned_get_object(REPORT_BUCKET, key, expires=timedelta(days=7))
     client = registry.client()
     client.set_tag(trained["mlflow_run_id"], "sensorops.report_uri", uri)
@@ -659,7 +660,7 @@ def write_report(
                    f"Run of the Airflow DAG `{ctx.dag_id}` ({ctx.run_id}). Report: [{uri}]({url}) "
                    f"(link valid for 7 days; `sensorops.report_uri` is permanent).")  # fmt: skip
     log.info("report written to %s", uri)
-    return {"report_uri": uri, "report_url": url, "bytes": len(page)}
+    return {"report_uri": uri, "report_url": url, "bytes": len(data)}
 
 
 # -- the task graph --------------------------------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""The DAG `sensor_mlops_pipeline` on the live platform: a run with one endpoint on a closed port stops at the health
+check; a full run succeeds, balances its counts, leaves a new MLflow run linked to its report; its steps are safe to
+run again."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from sensorops import config, pipeline, registry, storage
+from sensorops.airflow_api import AirflowClient
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = pipeline.DAG_ID
+
+
+@pytest.fixture(scope="module")
+def client(settings: config.Settings) -> AirflowClient:
+    c = AirflowClient(settings)
+    c.wait_for_dag(DAG_ID)
+    return c
+
+
+def test_a_service_down_fails_the_health_check_and_nothing_downstream_runs(client: AirflowClient) -> None:
+    run_id = client.trigger(DAG_ID, conf={"endpoints": {"mlflow": "http://127.0.0.1:1"}})
+    run = client.wait_for_run(DAG_ID, run_id, timeout_s=600)
+    states = {t["task_id"]: t for t in run["tasks"]}
+    assert run["state"] == "failed"
+    assert states["check_services"]["state"] == "failed"
+    downstream = [name for name in pipeline.STEPS if name != "check_services"]
+    assert {states[n]["state"] for n in downstream} == {"upstream_failed"}
+    assert all(states[n]["try_number"] == 0 for n in downstream), "a downstream task was tried"
+    log = client.task_log(DAG_ID, run_id, "check_services")
+    assert "MLflow is not reachable at http://127.0.0.1:1" in log
+    assert "make up" in log
+
+
+@pytest.fixture(scope="module")
+def full_run(client: AirflowClient) -> dict:
+    """One full run with a fresh seed, followed to its end."""
+    started = time.time()
+    seed = uuid.uuid4().int % 10_000
+    run_id = client.trigger(DAG_ID, conf={"seed": seed})
+    run = client.wait_for_run(DAG_ID, run_id, timeout_s=1500)
+    outputs = {}
+    if run["state"] == "success":
+        outputs = {name: client.xcom(DAG_ID, run_id, name) for name in pipeline.STEPS}
+    return {"run_id": run_id, "run": run, "outputs": outputs, "started": started, "seed": seed}
+
+
+def test_full_run_succeeds(full_run: dict, client: AirflowClient) -> None:
+    run = full_run["run"]
+    failed = [t["task_id"] for t in run["tasks"] if t["state"] != "success"]
+    detail = "; ".join(client.task_log(DAG_ID, full_run["run_id"], n).splitlines()[-1] for n in failed[:2])
+    assert run["state"] == "success", f"tasks not successful: {failed}: {detail}"
+    assert {t["task_id"] for t in run["tasks"]} == set(pipeline.STEPS)
+
+
+def test_full_run_balances_what_it_produced(full_run: dict) -> None:
+    batch = full_run["outputs"]["generate_batch"]
+    validation = full_run["outputs"]["validate_data"]
+    assert batch["acknowledged"] == batch["events"] == 3000
+    assert batch["bad"] == 30
+    counts = validation["counts"]
+    assert counts["archived"] + counts["dead_letters"] == batch["acknowledged"]
+    assert counts["dead_letters"] == batch["bad"]
+    assert counts["feature_rows"] == counts["archived"]
+    assert all(c["ok"] for c in validation["checks"])
+
+
+def test_full_run_leaves_a_new_mlflow_run_linked_to_its_report(full_run: dict, settings: config.Settings) -> None:
+    trained = full_run["outputs"]["train_and_evaluate"]
+    report = full_run["outputs"]["write_report"]
+    mlflow_run = registry.client(settings).get_run(trained["mlflow_run_id"])
+    assert mlflow_run.info.status == "FINISHED"
+    assert mlflow_run.info.start_time / 1000 >= full_run["started"] - 5
+    tags = mlflow_run.data.tags
+    assert tags["sensorops.airflow_run_id"] == full_run["run_id"]
+    assert tags["sensorops.report_uri"] == report["report_uri"]
+    assert report["report_uri"] in tags["mlflow.note.content"]
+    bucket, key = report["report_uri"].removeprefix("s3://").split("/", 1)
+    body = storage.client(settings).get_object(bucket, key).read()
+    assert len(body) == report["bytes"] and trained["mlflow_run_id"].encode() in body
+    promotion = full_run["outputs"]["promote_model"]
+    version = registry.client(settings).get_model_version(promotion["model_name"], promotion["version"])
+    assert version.run_id == trained["model_run_id"]
+
+
+def test_steps_are_safe_to_run_again(full_run: dict) -> None:
+    """A retry of the batch, training or promotion returns what the first attempt did, and adds nothing."""
+    outputs = full_run["outputs"]
+    batch = outputs["generate_batch"]
+    ctx = pipeline.RunContext(full_run["run_id"], batch["start"], pipeline.RunParams(seed=full_run["seed"]))
+    ends_before = pipeline._end_offsets(config.SENSOR_TOPIC)
+    assert pipeline.run_step("generate_batch", ctx) == batch
+    assert pipeline._end_offsets(config.SENSOR_TOPIC) == ends_before, "the batch was produced twice"
+    again = pipeline.run_step("train_and_evaluate", ctx, {"generate_batch": batch})
+    assert again["mlflow_run_id"] == outputs["train_and_evaluate"]["mlflow_run_id"]
+    promoted = pipeline.run_step("promote_model", ctx, {"generate_batch": batch, "train_and_evaluate": again})
+    assert promoted["version"] == outputs["promote_model"]["version"]
