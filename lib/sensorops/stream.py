@@ -545,6 +545,23 @@ def cancel(name: str = DEFAULT_JOB_NAME, timeout: float = 60.0) -> JobStatus | N
 # -- reading what the job wrote ---------------------------------------------------------------------------------
 
 
+def delete_archive(archive_path: str) -> int:
+    """Delete every object under an S3 archive prefix (for tests and benchmarks); return how many."""
+    from minio.deleteobjects import DeleteObject
+
+    from sensorops import storage
+
+    bucket, _, prefix = archive_path.removeprefix("s3://").partition("/")
+    if not prefix:
+        raise UserError("refusing to delete a whole bucket; give a prefix such as s3://bucket/tests/run-1")
+    client = storage.client()
+    names = [o.object_name for o in client.list_objects(bucket, prefix=prefix.rstrip("/") + "/", recursive=True)]
+    errors = list(client.remove_objects(bucket, (DeleteObject(n) for n in names)))
+    if errors:
+        raise UserError(f"could not delete {len(errors)} objects under {archive_path}: {errors[0]}")
+    return len(names)
+
+
 def read_archive(kind: str = "features", archive_path: str = f"s3://{config.ARCHIVE_BUCKET}") -> pd.DataFrame:
     """The committed Parquet archive (`kind` 'features' or 'raw') as a DataFrame, `event_time` in UTC.
 

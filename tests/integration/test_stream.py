@@ -85,6 +85,7 @@ def job():
         stream.cancel(cfg.name)
         for topic in (cfg.source_topic, cfg.features_topic, cfg.aggregates_topic, cfg.dead_letter_topic):
             kafka_io.delete_topic(topic)
+        stream.delete_archive(cfg.archive_path)
 
 
 def _committed_features(cfg: stream.StreamJobConfig, expected: int) -> list[dict]:

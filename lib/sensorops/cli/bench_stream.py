@@ -45,6 +45,7 @@ def _cleanup(cfg: stream.StreamJobConfig) -> None:
     stream.cancel(cfg.name)
     for topic in (cfg.source_topic, cfg.features_topic, cfg.aggregates_topic, cfg.dead_letter_topic):
         kafka_io.delete_topic(topic)
+    stream.delete_archive(cfg.archive_path)
 
 
 def throughput(n_events: int = 300_000, n_sensors: int = 100, parallelism: int = 1) -> dict[str, float]:
