@@ -190,8 +190,10 @@ class EventProducer:
         try:
             self._producer = KafkaProducer(bootstrap_servers=self.servers, **self.settings)
             partitions = self._producer.partitions_for(topic)
-        except (kafka_errors.KafkaError) as exc:
+        except kafka_errors.KafkaError as exc:
             raise _unreachable(self.servers, exc) from exc
+        if not partitions:
+            raise UserError(f"topic {topic!r} has no partitions at {self.servers}; create it with `ensure_topic`")
         self.n_partitions = len(partitions)
         self._partition_of: dict[bytes, int] = {}
         self._pending: list[Any] = []
@@ -212,12 +214,14 @@ class EventProducer:
         If the client refuses a record (no metadata within `max_block_ms`), the rest of the batch counts as failed
         and the error is raised.
         """
-        send, topic, part = self._producer.send, self.topic, self.partition
+        send, topic, parts = self._producer.send, self.topic, self._partition_of
+        for k in set(keys).difference(parts):
+            self.partition(k)
         futures = self._pending
         i = 0
         try:
-            for i, (k, v) in enumerate(zip(keys, values)):
-                futures.append(send(topic, v, k, None, part(k)))
+            for i, (k, v) in enumerate(zip(keys, values)):  # the hot loop: ~25 us a record inside kafka-python
+                futures.append(send(topic, v, k, None, parts[k]))
         except kafka_errors.KafkaError as exc:
             self._error(exc)
             self._unsent += len(keys) - i
@@ -232,7 +236,8 @@ class EventProducer:
         self._sweep(final=False)
 
     def _error(self, exc: BaseException | None) -> None:
-        msg = f"{type(exc).__name__}: {exc}"
+        name, text = type(exc).__name__, str(exc)
+        msg = text if text.startswith(name) else f"{name}: {text}"
         if msg not in self.report.errors and len(self.report.errors) < 5:
             self.report.errors.append(msg)
 
