@@ -29,7 +29,7 @@ def retry_args(step: pipeline.Step) -> dict:
 def local_task(step: pipeline.Step):  # noqa: ANN201 - an XComArg
     """The step as a Python task in the Airflow worker."""
 
-    @task(task_id=step.name, doc=step.doc, **retry_args(step))
+    @task(task_id=step.name, doc_md=step.doc, **retry_args(step))
     def run() -> dict:
         context = get_current_context()
         ctx = pipeline.RunContext(
@@ -54,7 +54,7 @@ def pod_task(step: pipeline.Step):  # noqa: ANN201 - an operator
     secret = os.environ.get(pipeline.SECRET_ENV, "sensorops-settings")
     return KubernetesPodOperator(
         task_id=step.name,
-        doc=step.doc,
+        doc_md=step.doc,
         name=f"sensorops-{step.name.replace('_', '-')}",
         namespace=os.environ.get(pipeline.NAMESPACE_ENV, "sensorops"),
         image=os.environ.get(pipeline.IMAGE_ENV, pipeline.DEFAULT_IMAGE),
