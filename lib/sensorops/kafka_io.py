@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from kafka import KafkaConsumer, KafkaProducer
@@ -130,7 +131,9 @@ class ProduceReport:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds spent per step: ``source`` (generating), ``serialize``, ``client`` (kafka-python and the wait for acks)."""
+    """Seconds per step: ``source`` (generating, or waiting for real time), ``serialize``, ``client`` (kafka-python and
+    the wait for acks). With workers: ``split and hand over`` in the parent (it waits when the workers are busy), and ``workers serialize``/``workers client`` summed
+    over the worker processes (CPU-seconds in parallel, so they can exceed the wall time)."""
 
     @property
     def events_per_s(self) -> float:
@@ -288,8 +291,8 @@ class EventProducer:
         return self.report
 
 
-def _as_batches(events: Any, timings: dict[str, float]) -> Iterator[Batch]:
-    """Normalise what `produce` accepts into serialised batches, timing generation and serialisation."""
+def _as_batches(events: Any, timings: dict[str, float], serialise: bool = True) -> Iterator[Batch | pd.DataFrame]:
+    """Normalise what `produce` accepts into batches, timing generation (and serialisation, if `serialise`)."""
     from sensorops.generator import serialize  # the event format lives with the generator
 
     if isinstance(events, pd.DataFrame):
@@ -305,7 +308,7 @@ def _as_batches(events: Any, timings: dict[str, float]) -> Iterator[Batch]:
             return
         t1 = time.perf_counter()
         timings["source"] = timings.get("source", 0.0) + t1 - t0
-        if isinstance(item, pd.DataFrame):
+        if serialise and isinstance(item, pd.DataFrame):
             item = serialize(item)
             timings["serialize"] = timings.get("serialize", 0.0) + time.perf_counter() - t1
         yield item
@@ -321,7 +324,10 @@ def _split(batch: Batch, owner: Callable[[bytes], int], n: int) -> list[Batch]:
 
 
 def _worker(conn: Any, topic: str, servers: str, overrides: dict[str, Any]) -> None:
-    """A producer process: receive batches until None, then send back its report."""
+    """A producer process: receive batches (serialised, or DataFrames to serialise) until None, then send back its
+    report, whose `timings` hold this worker's serialisation and client seconds."""
+    from sensorops.generator import serialize
+
     try:
         producer = EventProducer(topic, servers, **overrides)
     except Exception as exc:  # noqa: BLE001 - reported to the parent
@@ -329,15 +335,26 @@ def _worker(conn: Any, topic: str, servers: str, overrides: dict[str, Any]) -> N
         return
     conn.send("ready")
     failed = False
+    timings = {"serialize": 0.0, "client": 0.0}
     while (batch := conn.recv()) is not None:
         if failed:  # keep draining so the parent never blocks; these events count as not delivered
-            producer.skip(len(batch[0]))
+            producer.skip(len(batch[0]) if isinstance(batch, tuple) else len(batch))
             continue
+        t0 = time.perf_counter()
+        if isinstance(batch, pd.DataFrame):
+            batch = serialize(batch)
+        t1 = time.perf_counter()
         try:
             producer.send_batch(*batch)
         except kafka_errors.KafkaError:
             failed = True  # already in the report
-    conn.send(producer.close())
+        timings["serialize"] += t1 - t0
+        timings["client"] += time.perf_counter() - t1
+    t0 = time.perf_counter()
+    report = producer.close()
+    timings["client"] += time.perf_counter() - t0
+    report.timings = timings
+    conn.send(report)
 
 
 def produce(
@@ -415,21 +432,34 @@ def _produce_parallel(
                 w = cache[key] = ((murmur2(key) & 0x7FFFFFFF) % n_partitions) % workers
             return w
 
-        for batch in _as_batches(events, timings):
+        # DataFrames are split by owner here and serialised in the workers, in parallel.
+        for batch in _as_batches(events, timings, serialise=False):
             t0 = time.perf_counter()
-            for conn, part in zip(pipes, _split(batch, owner, workers)):
-                if part[0]:
+            if isinstance(batch, pd.DataFrame):
+                sensors = pd.Categorical(batch["sensor_id"])
+                of_category = np.array([owner(str(c).encode()) for c in sensors.categories], dtype=np.int64)
+                mine = of_category[sensors.codes]
+                parts: list[Any] = [batch[mine == w] for w in range(workers)]
+                size = len(batch)
+            else:
+                parts = _split(batch, owner, workers)
+                size = len(batch[0])
+            for conn, part in zip(pipes, parts):
+                if len(part[0] if isinstance(part, tuple) else part):
                     conn.send(part)
-            timings["client"] = timings.get("client", 0.0) + time.perf_counter() - t0
+            timings["split and hand over"] = timings.get("split and hand over", 0.0) + time.perf_counter() - t0
             if progress:
-                progress(len(batch[0]))
+                progress(size)
         t0 = time.perf_counter()
         report = ProduceReport(topic=topic)
         for conn in pipes:
             conn.send(None)
         for conn in pipes:
-            report.merge(conn.recv())
-        timings["client"] = timings.get("client", 0.0) + time.perf_counter() - t0
+            part_report = conn.recv()
+            report.merge(part_report)
+            for k, v in part_report.timings.items():
+                timings[f"workers {k}"] = timings.get(f"workers {k}", 0.0) + v
+        timings["wait for workers"] = time.perf_counter() - t0
         return report
     finally:
         for proc in procs:

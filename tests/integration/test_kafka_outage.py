@@ -96,7 +96,8 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     b.kill()
 
 
-def test_broker_lost_mid_run_is_reported_exactly(broker: Broker) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_broker_lost_mid_run_is_reported_exactly(broker: Broker, workers: int) -> None:
     topic = f"outage-{uuid.uuid4().hex[:8]}"
     sim = generator.SensorSimulator(generator.GeneratorConfig(n_sensors=10, interval_s=1.0, seed=4), start="2026-11-27")
     handed: list[int] = []
@@ -112,7 +113,8 @@ def test_broker_lost_mid_run_is_reported_exactly(broker: Broker) -> None:
             time.sleep(0.02)
 
     with pytest.raises(kafka_io.DeliveryError, match="events were NOT delivered") as err:
-        kafka_io.produce(batches(), topic, broker.servers, delivery_timeout_ms=6000, request_timeout_ms=3000)
+        kafka_io.produce(batches(), topic, broker.servers, workers=workers, delivery_timeout_ms=6000,
+                         request_timeout_ms=3000)
     report = err.value.report
     assert killed.is_set()
     assert report.sent == sum(handed) == 60_000
