@@ -164,6 +164,10 @@ def load_archive(
     frame = dataset.to_table(columns=wanted_columns).to_pandas()
     if TIME_COLUMN in frame:
         frame[TIME_COLUMN] = _as_utc(frame[TIME_COLUMN])
+        if "hour" not in frame and (columns is None or "hour" in columns):
+            # Flink's partitioned sink keeps a partition column in the path only; `hour` is by definition the
+            # UTC hour of the event time, so restore it from there.
+            frame["hour"] = frame[TIME_COLUMN].dt.hour.astype("int32")
         frame = frame.sort_values(TIME_COLUMN, kind="stable").reset_index(drop=True)
     log.info("read %d rows from %d files in %d partitions", len(frame), len(files), len(partitions))
     return ArchiveData(frame=frame, partitions=partitions, files=len(files))

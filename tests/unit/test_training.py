@@ -151,3 +151,11 @@ def test_zscore_cannot_exceed_its_bound(table: pd.DataFrame) -> None:
     largest = table[list(training.ZSCORE_COLUMNS)].abs().max().max()
     assert largest <= training.MAX_ZSCORE + 1e-9
     assert training.ZSCORE_THRESHOLD < training.MAX_ZSCORE  # the baseline can fire at all
+
+
+def test_hour_kept_only_in_the_path_is_restored(table: pd.DataFrame, tmp_path) -> None:
+    """Flink's partitioned sink writes `hour` into the path, not into the file."""
+    local = pafs.LocalFileSystem()
+    training.write_archive(table.drop(columns=["hour"]), bucket=str(tmp_path), filesystem=local)
+    data = training.load_archive("2026-11-27T03", "2026-11-27T03", bucket=str(tmp_path), filesystem=local)
+    assert (data.frame["hour"] == 3).all()
