@@ -576,15 +576,17 @@ def promote_model(
     return dataclasses.asdict(promotion)
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.4g}"  # NaN (a baseline has no CV score): empty
+    return html.escape(str(value))
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p>none</p>"
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(f'{v:.4g}' if isinstance(v, float) else str(v))}</td>" for v in r.values())
-        + "</tr>"
-        for r in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r.values()) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -618,7 +620,9 @@ def render_report(
                 "verdict": verdict}]  # fmt: skip
     checks = [{"check": c["name"], "ok": "yes" if c["ok"] else "NO", "value": c["value"], "limit": c["limit"],
                "detail": c["detail"]} for c in validation["checks"]]  # fmt: skip
-    rows = comparison.reset_index().to_dict("records")
+    shown = [c for c in ("kind", "precision", "recall", "f1", "roc_auc", "pr_auc", "false_alarm_rate", "cv_f1")
+             if c in comparison.columns]
+    rows = comparison[shown].reset_index().to_dict("records")
     mlflow_link = f"<a href='{html.escape(trained['mlflow_url'])}'>MLflow run {trained['mlflow_run_id']}</a>"
     style = ("body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}")  # fmt: skip
