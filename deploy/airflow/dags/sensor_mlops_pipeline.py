@@ -10,6 +10,7 @@ Trigger with a `conf` to change the batch or point a service elsewhere, e.g. `{"
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
@@ -46,8 +47,6 @@ def local_task(step: pipeline.Step):  # noqa: ANN201 - an XComArg
 
 def pod_task(step: pipeline.Step):  # noqa: ANN201 - an operator
     """The step as a pod of the project's image, running `python -m sensorops.pipeline STEP`."""
-    import os
-
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
