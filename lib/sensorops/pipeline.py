@@ -48,7 +48,7 @@ NAMESPACE_ENV = "SENSOROPS_K8S_NAMESPACE"
 SECRET_ENV = "SENSOROPS_K8S_SECRET"
 """Kubernetes secret holding the settings (`KAFKA_BOOTSTRAP_SERVERS`, `AWS_*`, ...) that the pods load as env."""
 
-REPORT_BUCKET = "pipeline-reports"
+REPORT_BUCKET = config.REPORT_BUCKET
 """Run manifests and HTML reports, under `<dag id>/<run id>/`."""
 
 ENDPOINT_VARIABLES = {
@@ -255,7 +255,7 @@ def prepare(ctx: RunContext) -> dict[str, Any]:
     from sensorops import storage, stream
 
     stream.prepare(stream.StreamJobConfig())
-    created = storage.ensure_buckets((*config.BUCKETS, REPORT_BUCKET))
+    created = storage.ensure_buckets()
     return {"buckets_created": created,
             "topics": [config.SENSOR_TOPIC, config.FEATURES_TOPIC, config.AGGREGATES_TOPIC, config.DEAD_LETTER_TOPIC]}
 
