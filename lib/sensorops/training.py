@@ -192,7 +192,8 @@ def write_archive(
     for hour, part in frame.groupby(times.dt.floor("h"), sort=True):
         key = partition_key(hour.to_pydatetime(), prefix)
         table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
-        fs.create_dir(f"{bucket}/{key}", recursive=True)  # a no-op on S3, needed on a local disk
+        if not isinstance(fs, pafs.S3FileSystem):  # on S3 it would leave empty marker objects
+            fs.create_dir(f"{bucket}/{key}", recursive=True)
         pq.write_table(table, f"{bucket}/{key}/{basename}.parquet", filesystem=fs)
         written.append(f"s3://{bucket}/{key}")
     return written
