@@ -72,6 +72,7 @@ lab: up  ## JupyterLab on the notebooks, with the platform's settings in the env
 
 bench: up  ## benchmarks: print events/s and latencies
 	$(SENSOROPS) bench generate
+	$(SENSOROPS) bench stream
 
 lock:  ## re-pin every Python package after changing pyproject.toml
 	$(BIN)/pip install -q -e .

@@ -1,4 +1,5 @@
-"""`sensorops bench generate`: events/s from the generator to acknowledged in Kafka (acks=all), and where time goes."""
+"""`sensorops bench generate|stream`: events/s from the generator to acknowledged in Kafka (acks=all), and where the
+time goes; the stream job's throughput and latency (`cli/bench_stream.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 import kafka
 
 from sensorops import config, generator, kafka_io
+from sensorops.cli import bench_stream
 from sensorops.errors import UserError
 
 
@@ -22,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--workers", default="1,2", help="producer process counts to compare (default 1,2)")
     g.add_argument("--kafka-servers", default=None, help="bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
     g.set_defaults(handler=run_generate)
+    s = what.add_parser("stream", help="stream job: sustained events/s and produce-to-feature latency")
+    bench_stream.add_arguments(s)
+    s.set_defaults(handler=bench_stream.run)
 
 
 def _rate(n: int, seconds: float) -> str:
