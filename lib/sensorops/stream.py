@@ -19,8 +19,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import re
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -446,23 +444,6 @@ def prepare(cfg: StreamJobConfig) -> None:
         storage.ensure_buckets((bucket, config.CHECKPOINT_BUCKET))
 
 
-def client_env() -> dict[str, str]:
-    """Environment for `bin/flink`: the platform's, plus the JVM module flags of Flink's default configuration.
-
-    Java 17 needs `--add-opens` flags for the Flink client; the distribution sets them in `env.java.opts.all` of its
-    own config.yaml, which the platform's configuration directory replaces.
-    """
-    from sensorops.platform import local
-
-    env = local.flink_env()
-    conf = Path(env["FLINK_CONF_DIR"]) / "config.yaml"
-    if "--add-opens" not in (conf.read_text() if conf.exists() else ""):
-        default = (local.flink_home() / "conf" / "config.yaml").read_text()
-        flags = next((line.split(":", 1)[1].strip() for line in default.splitlines() if "--add-opens" in line), "")
-        env["JVM_ARGS"] = f"{env.get('JVM_ARGS', '')} {flags}".strip()
-    return env
-
-
 def submit(cfg: StreamJobConfig | None = None, *, fresh: bool = False, timeout: float = 180.0) -> tuple[str, bool]:
     """Submit the job to the session cluster unless a job of the same name is active.
 
@@ -484,28 +465,15 @@ def submit(cfg: StreamJobConfig | None = None, *, fresh: bool = False, timeout: 
             return existing, False
         prepare(cfg)
         resume = "" if fresh else resume_point(cfg.name)
-        command = [str(local.flink_home() / "bin" / "flink"), "run", "-d"]
-        if resume:
-            command += ["-s", resume, "--allowNonRestoredState"]
-        command += ["-py", str(JOB_FILE), "--config-json", cfg.to_json()]
+        args = ["run", "-d", *(["-s", resume, "--allowNonRestoredState"] if resume else [])]
+        args += ["-py", str(JOB_FILE), "--config-json", cfg.to_json()]
         log.info("submitting %s%s", cfg.name, f" from {resume}" if resume else "")
-        done = subprocess.run(command, env=client_env(), capture_output=True, text=True, timeout=timeout)
-        output = done.stdout + done.stderr
-        job_id = next((line.rsplit(" ", 1)[-1] for line in output.splitlines() if "JobID" in line), "")
-        if done.returncode != 0 or not job_id:
-            raise UserError(f"the Flink client could not submit {cfg.name}: {_client_error(output)}")
+        done = local.flink_cli(*args, timeout=timeout)
+        job_id = next((line.rsplit(" ", 1)[-1] for line in done.stdout.splitlines() if "JobID" in line), "")
+        if not job_id:
+            raise UserError(f"the Flink client submitted {cfg.name} but printed no job id: {done.stdout[-500:]}")
         _remember(cfg.name, job_id=job_id, config=json.loads(cfg.to_json()), resume_from="")
         return job_id, True
-
-
-def _client_error(output: str) -> str:
-    """The most telling line of the Flink client's output (the root cause, not the stack)."""
-    java = [line[2:] for line in output.splitlines() if re.match(r": \S+(Exception|Error)", line)]
-    if java:
-        return java[0]
-    causes = [line.strip() for line in output.splitlines() if re.search(r"(Exception|Error)(: |$)", line)]
-    causes = [c for c in causes if not c.startswith("at ") and "ProgramAbortException" not in c]
-    return causes[-1] if causes else (output.strip().splitlines() or ["no output"])[-1]
 
 
 def wait_running(job_id: str, timeout: float = 90.0) -> JobStatus:

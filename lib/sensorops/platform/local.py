@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -136,8 +137,20 @@ def flink_cli(*args: str, timeout: float = 600.0) -> subprocess.CompletedProcess
     result = subprocess.run([str(flink_home() / "bin" / "flink"), *args], env=env, capture_output=True, text=True,
                             timeout=timeout)
     if result.returncode != 0:
-        raise UserError(f"`flink {' '.join(args)}` failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        output = result.stdout + result.stderr
+        log.debug("flink %s:\n%s", " ".join(args), output)
+        raise UserError(f"`flink {args[0]}` failed: {_root_cause(output)} (client logs in {layout().logs / 'flink'})")
     return result
+
+
+def _root_cause(output: str) -> str:
+    """The most telling line of the Flink client's output: the root cause, not the stack."""
+    java = [line[2:] for line in output.splitlines() if re.match(r": \S+(Exception|Error)", line)]
+    if java:
+        return java[0]
+    causes = [line.strip() for line in output.splitlines() if re.search(r"(Exception|Error)(: |$)", line)]
+    causes = [c for c in causes if not c.startswith("at ") and "ProgramAbortException" not in c]
+    return causes[-1] if causes else (output.strip().splitlines() or ["no output"])[-1]
 
 
 # --- prerequisites and installation -------------------------------------------------------------------------------
