@@ -359,7 +359,8 @@ def _dead_letters(batch: Mapping[str, Any], timeout_s: float = 15.0) -> list[dic
                 for r in records:
                     letter = json.loads(r.value)
                     first, end = batch["offsets"].get(str(letter.get("kafka_partition")), (0, 0))
-                    if first <= (letter.get("kafka_offset") or -1) < end:
+                    offset = letter.get("kafka_offset")  # 0 is a real offset: the first of a new topic
+                    if offset is not None and first <= offset < end:
                         found.append(letter)
         return found
     finally:
