@@ -117,7 +117,7 @@ class RunContext:
 
     run_id: str
     run_after: str
-    """ISO timestamp of the run's start (Airflow's `run_after`); the batch's event time begins at this second."""
+    """ISO timestamp of the run's start (Airflow's `run_after`)."""
     params: RunParams = field(default_factory=RunParams)
     dag_id: str = DAG_ID
 
@@ -264,7 +264,7 @@ def generate_batch(ctx: RunContext) -> dict[str, Any]:
     """Produce the run's bounded batch to the sensor topic; return its manifest (offsets, counts, time range)."""
     import pandas as pd
 
-    from sensorops import generator, kafka_io
+    from sensorops import generator, kafka_io, stream
 
     existing = _read_json(ctx.key("batch.json"))
     if existing:
@@ -273,7 +273,8 @@ def generate_batch(ctx: RunContext) -> dict[str, Any]:
         return existing
     p = ctx.params
     events = generator.simulate(n_sensors=p.n_sensors, duration_s=p.duration_s, interval_s=p.interval_s,
-                                anomaly_rate=p.anomaly_rate, seed=p.seed, start=ctx.start)  # fmt: skip
+                                anomaly_rate=p.anomaly_rate, seed=p.seed,
+                                start=stream.batch_start(p.duration_s))  # ends now: none of it late  # fmt: skip
     keys, values = generator.serialize(events)
     bad = corrupt(values, p.bad_rate, p.seed)
     valid = events.drop(index=events.index[bad])

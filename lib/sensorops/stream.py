@@ -558,6 +558,41 @@ def read_archive(kind: str = "features", archive_path: str = f"s3://{config.ARCH
     return frame
 
 
+def batch_start(duration_s: float, topic: str = config.SENSOR_TOPIC, tail: int = 50) -> pd.Timestamp:
+    """Event time at which a new batch of `duration_s` should begin so that none of it is late.
+
+    Normally the batch ends now. If the topic already holds later event times (a batch produced ahead of the clock,
+    or one that ended now a moment ago), the job's watermark is past "now minus the duration": the batch then begins
+    just after the newest event time among the last `tail` records of each partition.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(seconds=duration_s)
+    consumer = KafkaConsumer(bootstrap_servers=config.load().kafka_bootstrap_servers, group_id=None,
+                             enable_auto_commit=False)  # fmt: skip
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not tps:
+            return start
+        consumer.assign(tps)
+        ends, firsts = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(firsts[tp], ends[tp] - tail))
+        newest = None
+        deadline = time.monotonic() + 10
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for r in records:
+                    try:
+                        stamp = pd.Timestamp(json.loads(r.value)["timestamp"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a malformed record: the job dead-letters it, it moves no watermark
+                    newest = stamp if newest is None else max(newest, stamp)
+    finally:
+        consumer.close()
+    return start if newest is None else max(start, newest.ceil("s") + pd.Timedelta(seconds=1))
+
+
 def read_topic(
     topic: str, max_records: int = 100_000, timeout_s: float = 20.0, committed_only: bool = True,
     last: int | None = None,
