@@ -60,7 +60,7 @@ class Settings:
     kafka_bootstrap_servers: str
     aws_endpoint_url: str
     aws_access_key_id: str
-    aws_secret_access_key: str
+    aws_secret_access_key: str = field(repr=False)
     aws_region: str
     mlflow_tracking_uri: str
     flink_rest_url: str
