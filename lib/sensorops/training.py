@@ -647,7 +647,9 @@ def search_model(
         fit_seconds = time.perf_counter() - started
         # Predict on one thread: a forest summed over threads adds its trees' probabilities in varying order, and the
         # last-bit differences (measured: 2e-16) reorder tied scores, so ROC-AUC and PR-AUC differ from run to run.
-        _use_cores(model, 1)
+        for _, step in inner_pipeline(model).steps:  # the fitted copy: wrappers fit clones of what they wrap
+            if isinstance(step, (RandomForestClassifier, IsolationForest)):
+                step.n_jobs = 1
     fit_rows = getattr(model, "n_fit_rows_", len(X))
     log.info("%s: best %s, threshold %s, cv F1 %.3f, search %.1fs, refit %.1fs", name, best_params, threshold,
              best["mean_test_score"], search_seconds, fit_seconds)  # fmt: skip

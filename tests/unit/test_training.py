@@ -159,3 +159,12 @@ def test_hour_kept_only_in_the_path_is_restored(table: pd.DataFrame, tmp_path) -
     training.write_archive(table.drop(columns=["hour"]), bucket=str(tmp_path), filesystem=local)
     data = training.load_archive("2026-11-27T03", "2026-11-27T03", bucket=str(tmp_path), filesystem=local)
     assert (data.frame["hour"] == 3).all()
+
+
+def test_fitted_forests_predict_on_one_thread(split: training.TimeSplit) -> None:
+    # Threads add a forest's tree probabilities in varying order; the last-bit noise reorders tied scores, and the
+    # AUCs logged to MLflow would then differ from those recomputed from the logged model.
+    result = training.search_model("random_forest", split.train, split.test, n_jobs=2)
+    forest = training.inner_pipeline(result.model).steps[-1][1]
+    assert forest.n_jobs == 1
+    assert training.evaluate_model(result.model, split.test).metrics == result.evaluation.metrics
