@@ -398,8 +398,8 @@ def batch_rows(batch: Mapping[str, Any]):  # noqa: ANN201 - (DataFrame, DataFram
         feats = feats.merge(keys, on=["sensor_id", "event_time"], how="inner")
     else:
         feats = feats.head(0)
-    if "hour" not in feats:  # Flink writes the partition column into the path only
-        feats["hour"] = pd.Series(feats["event_time"].dt.hour, dtype="int32") if len(feats) else pd.Series(dtype="int32")
+    if "hour" not in feats:  # only an empty range lacks it: `training.load_archive` restores it from event_time
+        feats["hour"] = pd.Series(dtype="int32")
     return mine.reset_index(drop=True), feats.sort_values("event_time", kind="stable").reset_index(drop=True), partitions
 
 
