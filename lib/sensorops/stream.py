@@ -1,7 +1,8 @@
 """The stream job: Kafka sensor events -> features, window aggregates, dead letters and an S3 archive.
 
-The job is Flink SQL, assembled here (`statements`), run by `sensorops/jobs/sensor_stream.py` inside the Flink
-client, and submitted to the session cluster with `submit`. `status` and `cancel` talk to the Flink REST API.
+The job is Flink SQL, assembled here (`statements`), with one Python UDF that decodes each record once
+(`parse_event`); it is run by `sensorops/jobs/sensor_stream.py` inside the Flink client and submitted to the session
+cluster with `submit`. `status` and `cancel` talk to the Flink REST API.
 
 Delivery guarantees, per sink:
 - the archive (FileSink, Parquet on S3) commits files on checkpoints: exactly once, visible at checkpoints;
@@ -36,7 +37,6 @@ JOB_FILE = Path(__file__).parent / "jobs" / "sensor_stream.py"
 DEFAULT_JOB_NAME = "sensorops-stream"
 GUARANTEES = ("exactly-once", "at-least-once", "none")
 ACTIVE_STATES = ("INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "RECONCILING", "FAILING", "CANCELLING")
-TS_FORMAT = "yyyy-MM-dd''T''HH:mm:ss"
 
 
 @dataclass
@@ -89,17 +89,6 @@ class StreamJobConfig:
 # -- the job in SQL --------------------------------------------------------------------------------------------
 
 
-def _event_ms(ts: str) -> str:
-    """SQL for the epoch milliseconds of an ISO-8601 UTC timestamp string, NULL unless it names a real instant."""
-    secs = f"UNIX_TIMESTAMP(SUBSTRING({ts}, 1, 19), '{TS_FORMAT}')"
-    millis = f"COALESCE(CAST(RPAD(SUBSTRING({ts}, 21, CHAR_LENGTH({ts}) - 21), 3, '0') AS BIGINT), 0)"
-    pattern = features.TIMESTAMP_PATTERN  # Flink SQL string literals take backslashes as they are
-    return (
-        f"CASE WHEN REGEXP({ts}, '{pattern}') AND FROM_UNIXTIME({secs}, '{TS_FORMAT}') = SUBSTRING({ts}, 1, 19)"
-        f" THEN {secs} * 1000 + {millis} END"
-    )
-
-
 def _kafka_sink(topic: str, servers: str, guarantee: str, prefix: str, key: str | None = None) -> str:
     options = {
         "connector": "kafka",
@@ -150,11 +139,47 @@ def _feature_schema(exclude: tuple[str, ...] = ()) -> str:
     )
 
 
-def statements(cfg: StreamJobConfig) -> tuple[list[str], list[str]]:
-    """The job's DDL (tables and views) and its INSERTs, which run together as one Flink job."""
-    j = lambda path: f"JSON_VALUE(payload, '$.{path}')"  # noqa: E731
-    q = lambda path: f"JSON_QUERY(payload, '$.{path}' WITH WRAPPER)"  # noqa: E731
-    event_ms = _event_ms(j("timestamp"))
+PARSED_FIELDS = ("reason", "sensor_id", "event_ms", *features.EVENT_COLUMNS[2:])
+"""What `parse_event` returns for each record: the dead-letter reason, or the flat event (reason NULL)."""
+
+
+def parse_event(payload: str | None) -> Any:
+    """The job's one Python UDF: decode and check a raw value once (`features.read_event`), as a ROW."""
+    from pyflink.common import Row
+
+    reason, event = features.read_event(payload)
+    if event is None:
+        return Row(reason, *[None] * (len(PARSED_FIELDS) - 1))
+    return Row(None, *(event[f] for f in PARSED_FIELDS[1:]))
+
+
+def parse_event_udf() -> Any:
+    from pyflink.table.udf import udf
+
+    types = {"reason": "STRING", "event_ms": "BIGINT", **FEATURE_TYPES}
+    fields = ", ".join(f"`{f}` {types.get(f, 'DOUBLE')}" for f in PARSED_FIELDS)
+    return udf(parse_event, result_type=f"ROW<{fields}>")
+
+
+@dataclass
+class JobSql:
+    """The job as SQL, in the order `run_job` applies it."""
+
+    source: str
+    """The Kafka source table: each value as a raw string, with its partition, offset and timestamp."""
+    parse: str
+    """The query that decodes every value once with the `parse_event` UDF (SQL's JSON functions parse the payload
+    again for each field they extract). `run_job` gives its rows event time and a watermark: the view `parsed`."""
+    watermark: str
+    """The watermark of `parsed`: bounded out-of-orderness on `event_time`."""
+    views: list[str]
+    """Views and sink tables over `parsed`."""
+    inserts: list[str]
+    """The INSERTs, which run together as one Flink job."""
+
+
+def statements(cfg: StreamJobConfig) -> JobSql:
+    """The job's SQL: source, parse, views and sinks, inserts."""
     source = {
         "connector": "kafka",
         "topic": cfg.source_topic,
@@ -165,44 +190,23 @@ def statements(cfg: StreamJobConfig) -> tuple[list[str], list[str]]:
         "value.format": "raw",
         "value.raw.charset": "UTF-8",
     }
-    ddl = [
-        f"""CREATE TEMPORARY TABLE sensor_source (
+    source_ddl = f"""CREATE TEMPORARY TABLE sensor_source (
   payload STRING,
   kafka_partition INT METADATA FROM 'partition' VIRTUAL,
   kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
-  kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-  event_ms AS {event_ms},
-  event_time AS TO_TIMESTAMP_LTZ(COALESCE({event_ms}, 0), 3),
-  proc_time AS PROCTIME(),
-  WATERMARK FOR event_time AS event_time - INTERVAL '{cfg.watermark_delay_s:g}' SECOND
-) {_with(source)}""",
-    ]
-    wrong_channel = " OR ".join(f"NOT REGEXP(COALESCE({q(c)}, '[0]'), '^\\[-?[0-9]')" for c in features.CHANNELS)
-    ddl.append(f"""CREATE TEMPORARY VIEW classified AS
-SELECT *,
-  CASE
-    WHEN payload IS NULL OR NOT (payload IS JSON OBJECT) THEN 'invalid_json'
-    WHEN {q('sensor_id')} IS NULL OR {q('timestamp')} IS NULL THEN 'missing_field'
-    WHEN {q('sensor_id')} NOT LIKE '["_%"]' OR event_ms IS NULL OR event_ms <= 0 THEN 'wrong_type'
-    WHEN {wrong_channel} THEN 'wrong_type'
-  END AS reason,
-  COALESCE(event_time < CURRENT_WATERMARK(event_time), FALSE) AS is_late
-FROM sensor_source""")
-    channels = ",\n  ".join(f"TRY_CAST({j(c)} AS DOUBLE) AS {c}" for c in features.CHANNELS)
-    ddl.append(f"""CREATE TEMPORARY VIEW events AS
-SELECT
-  {j('sensor_id')} AS sensor_id, event_time, event_ms, proc_time,
-  {channels},
-  COALESCE({j('is_anomaly')} = 'true', FALSE) AS is_anomaly,
-  COALESCE({j('anomaly_type')}, 'none') AS anomaly_type,
-  {j('location.building')} AS building,
-  TRY_CAST({j('location.floor')} AS INT) AS `floor`,
-  {j('location.room')} AS room,
-  {j('device_info.model')} AS device_model,
-  {j('device_info.firmware_version')} AS firmware_version,
-  TRY_CAST({j('device_info.battery_level')} AS DOUBLE) AS battery_level,
+  kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
+) {_with(source)}"""
+    parse = ("SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
+             "FROM (SELECT *, parse_event(payload) AS e FROM sensor_source)")  # fmt: skip
+    ddl = [
+        """CREATE TEMPORARY VIEW classified AS
+SELECT *, COALESCE(event_time < CURRENT_WATERMARK(event_time), FALSE) AS is_late
+FROM parsed""",
+        f"""CREATE TEMPORARY VIEW events AS
+SELECT {", ".join(f"`{c}`" for c in features.EVENT_COLUMNS)}, event_ms, proc_time,
   payload, kafka_partition, kafka_offset, kafka_timestamp, is_late
-FROM classified WHERE reason IS NULL""")
+FROM classified WHERE reason IS NULL""",
+    ]
     ddl.append(f"CREATE TEMPORARY VIEW feature_rows AS {features.flink_sql('events')}")
     ddl.append(f"""CREATE TEMPORARY TABLE dead_letter_sink (
   payload STRING, reason STRING, kafka_partition INT, kafka_offset BIGINT, kafka_timestamp TIMESTAMP_LTZ(3)
@@ -213,7 +217,7 @@ FROM classified WHERE reason IS NULL""")
                key="sensor_id")}""")
     inserts = [
         "INSERT INTO dead_letter_sink SELECT payload, reason, kafka_partition, kafka_offset, kafka_timestamp "
-        "FROM classified WHERE reason IS NOT NULL",
+        "FROM parsed WHERE reason IS NOT NULL",
         "INSERT INTO features_sink SELECT * FROM feature_rows",
     ]
     if cfg.archive:
@@ -250,7 +254,8 @@ FROM classified WHERE reason IS NULL""")
                 f"COUNT(*), COUNT(*) FILTER (WHERE is_anomaly), {stats} "
                 f"FROM {window} WHERE {key} IS NOT NULL GROUP BY {key}, window_start, window_end"
             )
-    return ddl, inserts
+    watermark = f"event_time - INTERVAL '{cfg.watermark_delay_s:g}' SECOND"
+    return JobSql(source_ddl, parse, watermark, ddl, inserts)
 
 
 def job_configuration(cfg: StreamJobConfig) -> dict[str, str]:
@@ -259,6 +264,7 @@ def job_configuration(cfg: StreamJobConfig) -> dict[str, str]:
         "pipeline.name": cfg.name,
         "parallelism.default": str(cfg.parallelism),
         "table.local-time-zone": "UTC",
+        "pipeline.object-reuse": "true",  # chained SQL operators do not copy every row for each of their outputs
         "table.exec.source.idle-timeout": f"{cfg.idle_timeout_s:g} s",
         "execution.checkpointing.interval": f"{cfg.checkpoint_interval_s:g} s",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
@@ -267,22 +273,34 @@ def job_configuration(cfg: StreamJobConfig) -> dict[str, str]:
         "restart-strategy.type": "exponential-delay",
         "restart-strategy.exponential-delay.initial-backoff": "1 s",
         "restart-strategy.exponential-delay.max-backoff": "30 s",
+        # The UDF runs in a Python worker process, which takes records in bundles: bound a bundle's wait (default
+        # 1 s) so that a feature row still leaves within milliseconds at a low rate.
+        "python.execution-mode": "process",
+        "python.fn-execution.bundle.time": "50",
         **cfg.extra,
     }
 
 
 def run_job(cfg: StreamJobConfig) -> None:
     """Build the job and hand it to the cluster (runs inside `flink run -py`, not in the caller's process)."""
-    from pyflink.table import EnvironmentSettings, TableEnvironment
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import EnvironmentSettings, Schema, StreamTableEnvironment
 
-    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment(),
+                                        EnvironmentSettings.in_streaming_mode())  # fmt: skip
     for key, value in job_configuration(cfg).items():
         env.get_config().set(key, value)
-    ddl, inserts = statements(cfg)
-    for statement in ddl:
+    sql = statements(cfg)
+    env.execute_sql(sql.source)
+    env.create_temporary_function("parse_event", parse_event_udf())
+    # SQL declares watermarks only on tables, so the decoded rows pass through a stream that gets one.
+    timed = Schema.new_builder().column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(event_ms, 0), 3)")
+    timed = timed.column_by_expression("proc_time", "PROCTIME()").watermark("event_time", sql.watermark).build()
+    env.create_temporary_view("parsed", env.from_data_stream(env.to_data_stream(env.sql_query(sql.parse)), timed))
+    for statement in sql.views:
         env.execute_sql(statement)
     statement_set = env.create_statement_set()
-    for insert in inserts:
+    for insert in sql.inserts:
         statement_set.add_insert_sql(insert)
     statement_set.execute()
 
