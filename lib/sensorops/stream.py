@@ -98,7 +98,7 @@ def _kafka_sink(topic: str, servers: str, guarantee: str, prefix: str, key: str 
         "value.format": "json",
         "value.json.timestamp-format.standard": "ISO-8601",
         "value.json.encode.ignore-null-fields": "false",
-        "properties.linger.ms": "20",  # fuller batches: fewer requests for the broker to handle
+        "properties.linger.ms": "5",  # fuller batches: fewer requests for the broker to handle
         "properties.batch.size": "262144",
     }
     if guarantee == "exactly-once":

@@ -48,7 +48,7 @@ def _cleanup(cfg: stream.StreamJobConfig) -> None:
     stream.delete_archive(cfg.archive_path)
 
 
-def throughput(n_events: int = 300_000, n_sensors: int = 100, parallelism: int = 1) -> dict[str, float]:
+def throughput(n_events: int = 1_000_000, n_sensors: int = 100, parallelism: int = 1) -> dict[str, float]:
     """Events per second the job sustains draining a backlog of `n_events`, archive and all sinks on."""
     cfg = _bench_config(uuid.uuid4().hex[:8], parallelism=parallelism)
     duration = n_events * 0.5 / n_sensors
@@ -133,7 +133,7 @@ def latency(rate: float = 1000.0, duration_s: float = 30.0, guarantee: str = "at
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--events", type=int, default=300_000, help="backlog for the throughput run (default 300000)")
+    p.add_argument("--events", type=int, default=1_000_000, help="backlog for the throughput run (default 1000000)")
     p.add_argument("--rate", type=float, default=1000.0, help="offered events/s for the latency runs (default 1000)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of each latency run (default 30)")
     p.add_argument("--parallelism", type=int, default=1)
