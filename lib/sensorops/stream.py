@@ -121,7 +121,7 @@ def _parquet_sink(path: str) -> dict[str, str]:
         "parquet.compression": "SNAPPY",
         "parquet.write.int64.timestamp": "true",  # INT64 milliseconds, not the legacy INT96
         "parquet.timestamp.time.unit": "millis",
-        # Plain encoding: dictionaries of near-unique doubles and payloads cost CPU and save nothing.
+        # Plain encoding: dictionaries of near-unique doubles and payloads cost CPU and save little space.
         "parquet.enable.dictionary": "false",
         "sink.partition-commit.policy.kind": "success-file",
         "sink.partition-commit.delay": "0 s",
@@ -204,13 +204,11 @@ def statements(cfg: StreamJobConfig) -> JobSql:
     parse = ("SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
              "FROM (SELECT *, parse_event(payload) AS e FROM sensor_source)")  # fmt: skip
     ddl = [
-        """CREATE TEMPORARY VIEW classified AS
-SELECT *, COALESCE(event_time < CURRENT_WATERMARK(event_time), FALSE) AS is_late
-FROM parsed""",
         f"""CREATE TEMPORARY VIEW events AS
 SELECT {", ".join(f"`{c}`" for c in features.EVENT_COLUMNS)}, event_ms, proc_time,
-  payload, kafka_partition, kafka_offset, kafka_timestamp, is_late
-FROM classified WHERE reason IS NULL""",
+  payload, kafka_partition, kafka_offset, kafka_timestamp,
+  COALESCE(event_time < CURRENT_WATERMARK(event_time), FALSE) AS is_late
+FROM parsed WHERE reason IS NULL""",
     ]
     ddl.append(f"CREATE TEMPORARY VIEW feature_rows AS {features.flink_sql('events')}")
     ddl.append(f"""CREATE TEMPORARY TABLE dead_letter_sink (

@@ -123,6 +123,15 @@ def test_archive_layout(job):
     assert "dt=2026-11-27/hour=00" in parts
 
 
+def test_archive_holds_the_rows_of_the_features_topic(job):
+    cfg = job["cfg"]
+    topic = stream.features_frame(_committed_features(cfg, job["valid"]))
+    archived = _at_least(lambda: stream.read_archive("features", cfg.archive_path), job["valid"])
+    both = topic.merge(archived, on=["sensor_id", "event_time"], suffixes=("_topic", "_archive"), validate="1:1")
+    assert len(both) == len(topic) == len(archived)  # same instants: the archive's timestamps are not shifted
+    assert np.allclose(both["temp_rolling_mean_topic"], both["temp_rolling_mean_archive"], equal_nan=True)
+
+
 def test_stream_features_equal_batch(job):
     cfg = job["cfg"]
     got = stream.features_frame(_committed_features(cfg, job["valid"]))
