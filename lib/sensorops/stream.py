@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 import requests
@@ -465,6 +466,14 @@ def prepare(cfg: StreamJobConfig) -> None:
         storage.ensure_buckets((bucket, config.CHECKPOINT_BUCKET))
 
 
+def rest_address(url: str) -> str:
+    """`host:port` of a Flink REST URL, as `flink run -m` takes it (so a client anywhere reaches that cluster)."""
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if not parsed.hostname:
+        raise UserError(f"FLINK_REST_URL {url!r} names no host; set it like http://127.0.0.1:8081")
+    return f"{parsed.hostname}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+
+
 def submit(cfg: StreamJobConfig | None = None, *, fresh: bool = False, timeout: float = 180.0) -> tuple[str, bool]:
     """Submit the job to the session cluster unless a job of the same name is active.
 
@@ -486,7 +495,8 @@ def submit(cfg: StreamJobConfig | None = None, *, fresh: bool = False, timeout: 
             return existing, False
         prepare(cfg)
         resume = "" if fresh else resume_point(cfg.name)
-        args = ["run", "-d", *(["-s", resume, "--allowNonRestoredState"] if resume else [])]
+        args = ["run", "-d", "-m", rest_address(config.load().flink_rest_url)]
+        args += ["-s", resume, "--allowNonRestoredState"] if resume else []
         args += ["-py", str(JOB_FILE), "--config-json", cfg.to_json()]
         log.info("submitting %s%s", cfg.name, f" from {resume}" if resume else "")
         done = local.flink_cli(*args, timeout=timeout)

@@ -37,3 +37,9 @@ def test_no_json_function_in_the_job_sql():
 def test_watermark_follows_the_configured_delay():
     cfg = stream.StreamJobConfig(bootstrap_servers="127.0.0.1:9092", watermark_delay_s=2.5)
     assert stream.statements(cfg).watermark == "event_time - INTERVAL '2.5' SECOND"
+
+
+def test_rest_address_for_the_flink_client():
+    assert stream.rest_address("http://127.0.0.1:8081") == "127.0.0.1:8081"
+    assert stream.rest_address("http://flink-jobmanager.sensorops.svc") == "flink-jobmanager.sensorops.svc:80"
+    assert stream.rest_address("flink:8081") == "flink:8081"
