@@ -200,8 +200,7 @@ def write_archive(
 
 
 def _as_utc(times: pd.Series) -> pd.Series:
-    times = pd.to_datetime(times, utc=False)
-    return times.dt.tz_localize("UTC") if times.dt.tz is None else times.dt.tz_convert("UTC")
+    return pd.to_datetime(times, utc=True)  # naive times are UTC; aware ones are converted
 
 
 # --------------------------------------------------------------------------------------------------------------------
