@@ -7,9 +7,15 @@ an existing MinIO) by setting the same variables.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+
+from sensorops.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository checkout (the package is installed editable from `lib/`)."""
@@ -43,16 +49,23 @@ DEFAULTS = {
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
-    """Parse a `KEY=value` file; missing file means no values."""
-    if not path.exists():
+    """Parse a `KEY=value` file; missing file means no values. Read again only when the file changes."""
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
         return {}
+    return dict(_parse_env_file(path, stamp))
+
+
+@lru_cache(maxsize=4)
+def _parse_env_file(path: Path, stamp: int) -> tuple[tuple[str, str], ...]:
     values = {}
     for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip().strip("'\"")
-    return values
+    return tuple(values.items())
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,25 @@ class Settings:
     def s3_host(self) -> str:
         """The endpoint as `host:port`, the form the minio SDK takes."""
         return self.aws_endpoint_url.split("://", 1)[-1].rstrip("/")
+
+    def with_endpoints(self, endpoints: Mapping[str, str]) -> Settings:
+        """These settings with some services at other addresses (`{"kafka": "host:9092", "s3": "http://..."}`)."""
+        unknown = set(endpoints) - set(ENDPOINT_FIELDS)
+        if unknown:
+            raise UserError(f"unknown service in endpoints: {', '.join(sorted(unknown))}; "
+                            f"choose from {', '.join(ENDPOINT_FIELDS)}")  # fmt: skip
+        changes = {ENDPOINT_FIELDS[service]: str(address).rstrip("/") for service, address in endpoints.items()}
+        return dataclasses.replace(self, **changes)
+
+
+ENDPOINT_FIELDS = {
+    "kafka": "kafka_bootstrap_servers",
+    "s3": "aws_endpoint_url",
+    "flink": "flink_rest_url",
+    "mlflow": "mlflow_tracking_uri",
+    "airflow": "airflow_api_url",
+}
+"""The setting behind each service's address."""
 
 
 def load() -> Settings:
@@ -112,3 +144,18 @@ def export_environment(settings: Settings | None = None) -> dict[str, str]:
         "AIRFLOW_API_URL": s.airflow_api_url,
         "SENSOROPS_HOME": str(s.home),
     }
+
+
+@contextlib.contextmanager
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block (for clients and child processes that read them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

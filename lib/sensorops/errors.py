@@ -1,4 +1,20 @@
-"""Errors a user can act on: the CLI prints their message as one line, the notebooks show it as is."""
+"""Errors a user can act on, and the exit codes every entry point uses.
+
+The CLI prints a `UserError` as one line, the notebooks show it as is. Entry points (`sensorops`, the pipeline's
+pod command, the book tool) end through `exit_code`, so a script sees the same codes from all of them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""The command ran and found something wrong (a service is down, a check failed)."""
+EXIT_USER_ERROR = 2
+"""Bad input or a missing prerequisite: the message says what to do (argparse uses 2 for usage errors too)."""
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -7,3 +23,14 @@ class UserError(Exception):
 
 class ServiceUnavailable(UserError):
     """A platform service does not answer."""
+
+
+def exit_code(command: str, run: Callable[[], int | None]) -> int:
+    """Run an entry point's body: its own code, or `EXIT_USER_ERROR` after printing a `UserError` as one line."""
+    try:
+        return int(run() or EXIT_OK)
+    except UserError as exc:
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

@@ -26,23 +26,19 @@ Definitions (`x` is one of temperature, humidity, pressure; `n` is `ROLLING_WIND
 - `trend_category`: 'rising' when temperature - temp_rolling_mean > `TREND_THRESHOLD` + `TOLERANCE`, 'falling'
   when < -(`TREND_THRESHOLD` + `TOLERANCE`), 'stable' otherwise, 'unknown' when temperature is null.
 
-Validity (anything else is a dead letter, with one of `DEAD_LETTER_REASONS`): the payload is a JSON object;
-`sensor_id` and `timestamp` are present and not null; `sensor_id` is a non-empty string; `timestamp` is a string
-`YYYY-MM-DDTHH:MM:SS[.f]Z` naming a real instant after 1970-01-01T00:00:00Z; temperature, humidity and pressure are each a JSON number, null, or
-absent. Optional descriptive fields (location, device_info, is_anomaly, anomaly_type) of the wrong type become null.
+Which events are valid, and how a raw value becomes a flat event, is the wire format's business: `sensorops.events`.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
+
+from sensorops import events
+from sensorops.events import EVENT_COLUMNS, events_frame
 
 ROLLING_WINDOW = 10
 """Readings per sensor in the rolling window, the current one included."""
@@ -54,16 +50,9 @@ TOLERANCE = 1e-6
 """Floating-point noise: a smaller variance is 0, and a trend must clear its threshold by this much. (Flink SQL's
 ROUND, the other way to absorb noise, goes through BigDecimal and cost the stream job a fifth of its CPU.)"""
 
-CHANNELS = {"temperature": "temp", "humidity": "humidity", "pressure": "pressure"}
+CHANNELS = dict(zip(events.CHANNELS, ("temp", "humidity", "pressure")))
 """Measured channels and the prefix of their feature columns."""
 
-DEAD_LETTER_REASONS = ("invalid_json", "missing_field", "wrong_type")
-TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$"
-
-EVENT_COLUMNS = [
-    "sensor_id", "event_time", "temperature", "humidity", "pressure", "is_anomaly", "anomaly_type",
-    "building", "floor", "room", "device_model", "firmware_version", "battery_level",
-]
 TEMPORAL_COLUMNS = ["hour", "day_of_week", "is_weekend", "is_business_hours"]
 ROLLING_COLUMNS = [
     f"{p}_{s}" for p in CHANNELS.values() for s in ("rolling_mean", "rolling_std", "zscore")
@@ -79,150 +68,6 @@ NUMERIC_FEATURES = (
     + ROLLING_COLUMNS + RATE_COLUMNS + ["comfort_index", "temp_humidity_interaction"]
 )
 """Numeric columns a model can take as they are (booleans and categories need encoding)."""
-
-_TS_RE = re.compile(TIMESTAMP_PATTERN)
-
-
-_EPOCH = datetime(1970, 1, 1)
-_ONE_MS = timedelta(milliseconds=1)
-
-
-def epoch_ms(value: Any) -> int | None:
-    """Epoch milliseconds of an ISO-8601 UTC timestamp string (truncated to milliseconds); None if it is not one."""
-    if not isinstance(value, str) or not _TS_RE.match(value):
-        return None
-    try:  # the pattern fixed every digit's position; datetime() rejects days that do not exist
-        base = datetime(int(value[:4]), int(value[5:7]), int(value[8:10]),
-                        int(value[11:13]), int(value[14:16]), int(value[17:19]))  # fmt: skip
-    except ValueError:
-        return None
-    frac = value[20:-1]
-    return (base - _EPOCH) // _ONE_MS + (int((frac + "000")[:3]) if frac else 0)
-
-
-def parse_timestamp(value: Any) -> pd.Timestamp | None:
-    """The instant an ISO-8601 UTC timestamp names, truncated to milliseconds; None if it is not one."""
-    ms = epoch_ms(value)
-    return None if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _invalid_reason(obj: Any) -> str | None:
-    """Why a decoded JSON value is not a valid event (one of `DEAD_LETTER_REASONS`), or None."""
-    if not isinstance(obj, dict):
-        return "invalid_json"
-    if obj.get("sensor_id") is None or obj.get("timestamp") is None:
-        return "missing_field"
-    sensor_id = obj["sensor_id"]
-    if not isinstance(sensor_id, str) or not sensor_id:
-        return "wrong_type"
-    ms = epoch_ms(obj["timestamp"])
-    if ms is None or ms <= 0:
-        return "wrong_type"
-    for channel in CHANNELS:
-        value = obj.get(channel)
-        if value is not None and not _is_number(value):
-            return "wrong_type"
-    return None
-
-
-def read_event(payload: bytes | str | None) -> tuple[str | None, dict[str, Any] | None]:
-    """Decode and check one raw Kafka value, parsing it once: (dead-letter reason, None) or (None, flat event).
-
-    The flat event has `EVENT_COLUMNS`, except `event_ms` (epoch milliseconds) in place of `event_time`.
-    The stream job calls this for every record (as a Python UDF); batch code calls it through `split_payloads`.
-    """
-    try:
-        obj = orjson.loads(payload)  # type: ignore[arg-type]
-    except (orjson.JSONDecodeError, TypeError):
-        return "invalid_json", None
-    reason = _invalid_reason(obj)
-    return (reason, None) if reason else (None, _flat_event(obj))
-
-
-def dead_letter_reason(payload: bytes | str | None) -> str | None:
-    """Why a raw Kafka value is a dead letter (one of `DEAD_LETTER_REASONS`), or None if it is a valid event."""
-    return read_event(payload)[0]
-
-
-def _field(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else None
-
-
-def _scalar(value: Any, kind: type) -> Any:
-    """A descriptive field as the stream reads it: the right type or None."""
-    if kind is str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (str, int, float)):
-            return str(value)
-        return None
-    if kind is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-    if kind is float:
-        return float(value) if _is_number(value) else None
-    return None
-
-
-def _flat_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    location, device = event.get("location"), event.get("device_info")
-    anomaly = event.get("is_anomaly")
-    return {
-        "sensor_id": event["sensor_id"],
-        "event_ms": epoch_ms(event["timestamp"]),
-        "temperature": _scalar(event.get("temperature"), float),
-        "humidity": _scalar(event.get("humidity"), float),
-        "pressure": _scalar(event.get("pressure"), float),
-        "is_anomaly": anomaly is True or anomaly == "true",
-        "anomaly_type": _scalar(event.get("anomaly_type"), str) or "none",
-        "building": _scalar(_field(location, "building"), str),
-        "floor": _scalar(_field(location, "floor"), int),
-        "room": _scalar(_field(location, "room"), str),
-        "device_model": _scalar(_field(device, "model"), str),
-        "firmware_version": _scalar(_field(device, "firmware_version"), str),
-        "battery_level": _scalar(_field(device, "battery_level"), float),
-    }
-
-
-def _with_event_time(row: dict[str, Any]) -> dict[str, Any]:
-    row["event_time"] = pd.Timestamp(row.pop("event_ms"), unit="ms", tz="UTC")
-    return row
-
-
-def flatten_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    """One valid event (nested, as on the topic) as a flat row of `EVENT_COLUMNS`."""
-    return _with_event_time(_flat_event(event))
-
-
-def split_payloads(payloads: Iterable[bytes | str]) -> tuple[pd.DataFrame, list[tuple[bytes | str, str]]]:
-    """Raw Kafka values, in arrival order, as (flat valid events, [(payload, reason)] dead letters)."""
-    rows, dead = [], []
-    for payload in payloads:
-        reason, row = read_event(payload)
-        if reason:
-            dead.append((payload, reason))
-        else:
-            rows.append(_with_event_time(row))
-    return events_frame(rows), dead
-
-
-def events_frame(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
-    """Events, nested (as produced) or already flat, as a DataFrame of `EVENT_COLUMNS` with proper dtypes."""
-    if isinstance(events, pd.DataFrame):
-        records = events.to_dict("records")
-    else:
-        records = list(events)
-    rows = [r if "event_time" in r else flatten_event(r) for r in records]
-    frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
-    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True).astype("datetime64[ms, UTC]")
-    for col in ("temperature", "humidity", "pressure", "battery_level"):
-        frame[col] = frame[col].astype("float64")
-    frame["floor"] = frame["floor"].astype("Int32")
-    frame["is_anomaly"] = frame["is_anomaly"].astype(bool)
-    return frame
 
 
 def compute_features(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
@@ -263,7 +108,6 @@ def compute_features(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.D
     diff, bound = t - df["temp_rolling_mean"], TREND_THRESHOLD + TOLERANCE
     df["trend_category"] = np.select([t.isna(), diff > bound, diff < -bound], ["unknown", "rising", "falling"], "stable")
     return df[FEATURE_COLUMNS]
-
 
 
 # -- the same definitions in Flink SQL -------------------------------------------------------------------------

@@ -18,33 +18,27 @@ so that the fraction of anomalous readings matches the requested rate, split acr
 - ``erratic``: a burst of noise ten times the normal level;
 - ``dropout``: one or more channels are missing (null).
 
-Everything is numpy over a (sensors x ticks) grid; :func:`serialize` turns a batch into Kafka keys and JSON values
-without building a dict per event.
+Everything is numpy over a (sensors x ticks) grid; `events.serialize` turns a batch into Kafka keys and JSON
+values without building a dict per event.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from functools import cache
-from importlib import resources
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from sensorops.errors import UserError
+from sensorops.events import CHANNELS
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-CHANNELS = ("temperature", "humidity", "pressure")
 ANOMALY_TYPES = ("none", "spike", "drift", "stuck", "erratic", "dropout")
 """Codes used in the grid: the index of the name. Replayed data may also carry ``other``."""
 
@@ -62,12 +56,6 @@ EPISODE_TICKS: Mapping[str, tuple[int, int]] = {
 
 NOISE = np.array([0.15, 0.6, 0.2])  # sd of white noise per channel: degC, %RH, hPa
 DECIMALS = 2
-COLUMNS = (
-    "sensor_id", "timestamp", "temperature", "humidity", "pressure", "is_anomaly", "anomaly_type",
-    "building", "floor", "room", "model", "firmware_version", "battery_level",
-)  # fmt: skip
-"""The flat columns of an events DataFrame; :func:`serialize` nests location and device_info."""
-
 MODELS = {"TH-200": ("1.4.2", "1.5.0"), "TH-300": ("2.0.1", "2.1.3"), "ENV-500": ("3.2.0",)}
 
 
@@ -406,69 +394,6 @@ def simulate(
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-# -- serialisation ----------------------------------------------------------------------------------------------
-
-_TEMPLATE = (
-    b'{"schema_version":1,"sensor_id":%b,"timestamp":"%bZ","temperature":%b,"humidity":%b,"pressure":%b,'
-    b'"is_anomaly":%b,"anomaly_type":%b,"location":{"building":%b,"floor":%b,"room":%b},'
-    b'"device_info":{"model":%b,"firmware_version":%b,"battery_level":%b}}'
-)
-
-
-def _numbers(values: Any) -> list[bytes]:
-    """JSON literals of a numeric column (NaN becomes null), in one orjson call."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return []
-    return orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-
-
-def _strings(values: Any) -> list[bytes]:
-    """JSON string literals of a column, encoding each distinct value once."""
-    codes, uniques = pd.factorize(pd.Series(values, copy=False), use_na_sentinel=False)
-    encoded = [b"null" if pd.isna(u) else orjson.dumps(str(u)) for u in uniques]
-    return [encoded[c] for c in codes.tolist()]
-
-
-def _timestamps(values: Any) -> list[bytes]:
-    ts = pd.DatetimeIndex(values)
-    if ts.tz is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return np.datetime_as_string(ts.to_numpy().astype("datetime64[ms]"), unit="ms").astype("S").tolist()
-
-
-def serialize(events: pd.DataFrame) -> tuple[list[bytes], list[bytes]]:
-    """Kafka keys (sensor_id, UTF-8) and values (event JSON, schema version 1) for an events DataFrame."""
-    missing = [c for c in COLUMNS if c not in events.columns]
-    if missing:
-        raise ValueError(f"events lack columns {missing}")
-    keys = [s.encode() for s in events["sensor_id"].astype(str)] if len(events) else []
-    floors = np.asarray(events["floor"], dtype=np.int64)
-    floor_json = orjson.dumps(floors, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",") if len(floors) else []
-    columns = [
-        _strings(events["sensor_id"]),
-        _timestamps(events["timestamp"]),
-        _numbers(events["temperature"]),
-        _numbers(events["humidity"]),
-        _numbers(events["pressure"]),
-        [b"true" if a else b"false" for a in events["is_anomaly"].tolist()],
-        _strings(events["anomaly_type"]),
-        _strings(events["building"]),
-        floor_json,
-        _strings(events["room"]),
-        _strings(events["model"]),
-        _strings(events["firmware_version"]),
-        _numbers(events["battery_level"]),
-    ]
-    template = _TEMPLATE
-    return keys, [template % row for row in zip(*columns)]
-
-
-def to_dicts(events: pd.DataFrame) -> list[dict[str, Any]]:
-    """Events as nested dicts, exactly as they travel on the wire (useful to show or validate a sample)."""
-    return [orjson.loads(v) for v in serialize(events)[1]]
-
-
 def anomaly_summary(events: pd.DataFrame) -> pd.DataFrame:
     """Count and share of readings per anomaly type."""
     counts = events["anomaly_type"].astype(str).value_counts()
@@ -477,16 +402,3 @@ def anomaly_summary(events: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-@cache
-def event_schema() -> dict[str, Any]:
-    """The JSON Schema of one event (``schemas/sensor_event.schema.json`` in the package)."""
-    text = resources.files("sensorops").joinpath("schemas/sensor_event.schema.json").read_text()
-    return json.loads(text)
-
-
-def validate(events: list[dict[str, Any]]) -> list[str]:
-    """Schema violations of the given events, as ``"event N: message"`` lines (empty when all are valid)."""
-    import jsonschema  # only needed here
-
-    checker = jsonschema.Draft202012Validator(event_schema())  # the schema uses patterns, not `format`
-    return [f"event {i}: {err.message}" for i, e in enumerate(events) for err in checker.iter_errors(e)]

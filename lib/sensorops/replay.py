@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from sensorops.errors import UserError
-from sensorops.generator import ANOMALY_TYPES, COLUMNS
+from sensorops.events import COLUMNS
+from sensorops.generator import ANOMALY_TYPES
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sensorops import generator, kafka_io, replay
+from sensorops import config, events, generator, kafka_io, replay
 from sensorops.errors import ServiceUnavailable
 
 pytestmark = pytest.mark.integration
@@ -36,28 +36,28 @@ def _per_sensor(values: list[dict]) -> dict[str, list[str]]:
 def test_produced_batch_comes_back_complete_and_in_order(topic: str, workers: int) -> None:
     sim = generator.SensorSimulator(generator.GeneratorConfig(n_sensors=12, interval_s=0.5, anomaly_rate=0.2, seed=9))
     frames = list(sim.chunks(250, chunk_ticks=40))  # 3,000 events in 7 batches
-    events = pd.concat(frames, ignore_index=True)
+    readings = pd.concat(frames, ignore_index=True)
     report = kafka_io.produce(frames, topic, workers=workers)
-    assert (report.sent, report.acknowledged, report.failed) == (len(events), len(events), 0)
+    assert (report.sent, report.acknowledged, report.failed) == (len(readings), len(readings), 0)
     assert report.ok and report.events_per_s > 0
 
-    back = kafka_io.consume(topic, max_records=len(events) + 100, timeout_s=30)
-    assert len(back) == len(events)
-    sent = _per_sensor(generator.to_dicts(events))
-    assert _per_sensor(back) == sent  # same events, and each sensor's in the order they were produced
-    assert generator.validate(back[:500]) == []
+    back = kafka_io.read(topic, max_records=len(readings) + 100, timeout_s=30)
+    assert len(back) == len(readings)
+    sent = _per_sensor(events.to_dicts(readings))
+    assert _per_sensor(back) == sent  # same readings, and each sensor's in the order they were produced
+    assert events.validate(back[:500]) == []
 
 
 def test_topic_is_created_with_partitions_and_keys_pick_one_partition(topic: str) -> None:
     assert kafka_io.ensure_topic(topic, partitions=3) == 3
     assert kafka_io.ensure_topic(topic, partitions=8) == 3  # existing topic left as it is
-    events = generator.simulate(n_sensors=6, duration_s=10, seed=1)
-    kafka_io.produce(events, topic)
-    raw = kafka_io.consume(topic, max_records=1000, timeout_s=20, decode=None)
-    assert len(raw) == len(events)
+    readings = generator.simulate(n_sensors=6, duration_s=10, seed=1)
+    kafka_io.produce(readings, topic)
+    raw = kafka_io.read(topic, max_records=1000, timeout_s=20, decode=None)
+    assert len(raw) == len(readings)
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka_io._servers(None), enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=config.load().kafka_bootstrap_servers, enable_auto_commit=False)
     try:
         parts = [TopicPartition(topic, p) for p in range(3)]
         consumer.assign(parts)
@@ -69,11 +69,11 @@ def test_topic_is_created_with_partitions_and_keys_pick_one_partition(topic: str
                 for r in records:
                     seen.setdefault(r.key, set()).add(tp.partition)
                     got += 1
-            if got >= len(events):
+            if got >= len(readings):
                 break
     finally:
         consumer.close()
-    assert set(seen) == {s.encode() for s in events["sensor_id"].astype(str).unique()}
+    assert set(seen) == {s.encode() for s in readings["sensor_id"].astype(str).unique()}
     assert all(len(p) == 1 for p in seen.values())  # one partition per sensor: per-sensor order holds
 
 
@@ -91,10 +91,10 @@ def test_replay_of_csv_with_a_bad_row_delivers_the_rest(topic: str, tmp_path: Pa
     assert [(b.line, "twenty" in b.reason) for b in data.bad_rows] == [(4, True)]
     report = kafka_io.produce(replay.paced(data.events, speed=0), topic)
     assert report.acknowledged == 3 and report.failed == 0
-    back = kafka_io.consume(topic, max_records=10, timeout_s=20)
+    back = kafka_io.read(topic, max_records=10, timeout_s=20)
     assert sorted(v["temperature"] for v in back) == [20.1, 20.2, 35.0]
     assert [v for v in back if v["is_anomaly"]][0]["anomaly_type"] == "spike"
-    assert generator.validate(back) == []
+    assert events.validate(back) == []
 
 
 def test_replay_cli_reports_the_bad_row_and_delivers_the_rest(topic: str, tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_replay_cli_reports_the_bad_row_and_delivers_the_rest(topic: str, tmp_pa
     assert done.returncode == 1, done.stderr
     assert "line 4: temp '20x' is not a number" in done.stdout
     assert "3 of 3 events acknowledged" in done.stdout
-    back = kafka_io.consume(topic, max_records=10, timeout_s=20)
+    back = kafka_io.read(topic, max_records=10, timeout_s=20)
     assert [v["temperature"] for v in back] == [20.5, None, 20.8]
 
 
@@ -116,7 +116,7 @@ def test_generate_cli_backfill_produces_what_it_reports(topic: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "5,760 of 5,760 events acknowledged" in done.stdout
-    back = kafka_io.consume(topic, max_records=10_000, timeout_s=30)
+    back = kafka_io.read(topic, max_records=10_000, timeout_s=30)
     assert len(back) == 5760
     assert {v["sensor_id"] for v in back} == {"sensor-001", "sensor-002", "sensor-003", "sensor-004"}
 
@@ -130,14 +130,14 @@ def test_records_the_broker_refuses_are_counted_as_not_delivered(topic: str) -> 
     """A topic that accepts only tiny messages refuses every batch: the report and the error say how many."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=kafka_io._servers(None))
+    admin = KafkaAdminClient(bootstrap_servers=config.load().kafka_bootstrap_servers)
     try:
         admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "200"})])
     finally:
         admin.close()
-    events = generator.simulate(n_sensors=5, duration_s=10, seed=2)
-    with pytest.raises(kafka_io.DeliveryError, match=f"{len(events)} of {len(events)} events were NOT delivered") as err:
-        kafka_io.produce(events, topic, compression_type=None, delivery_timeout_ms=5000, request_timeout_ms=2000)
+    readings = generator.simulate(n_sensors=5, duration_s=10, seed=2)
+    with pytest.raises(kafka_io.DeliveryError, match=f"{len(readings)} of {len(readings)} events were NOT delivered") as err:
+        kafka_io.produce(readings, topic, compression_type=None, delivery_timeout_ms=5000, request_timeout_ms=2000)
     report = err.value.report
-    assert (report.sent, report.acknowledged, report.failed) == (len(events), 0, len(events))
+    assert (report.sent, report.acknowledged, report.failed) == (len(readings), 0, len(readings))
     assert report.errors

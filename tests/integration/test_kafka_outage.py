@@ -123,5 +123,5 @@ def test_broker_lost_mid_run_is_reported_exactly(broker: Broker, workers: int) -
     assert f"{report.failed:,} of {report.sent:,}" in str(err.value)
 
     broker.start()  # same log directory: count what really reached the log
-    stored = kafka_io.consume(topic, max_records=report.sent, timeout_s=60, servers=broker.servers, decode=None)
+    stored = kafka_io.read(topic, max_records=report.sent, timeout_s=60, servers=broker.servers, decode=None)
     assert report.acknowledged <= len(stored) <= report.sent

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from kafka import KafkaProducer
 
-from sensorops import config, features, generator, kafka_io, stream
+from sensorops import archive, config, events, features, flink, generator, kafka_io, stream
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def job():
     job_id, started = stream.submit(cfg)
     assert started
     try:
-        stream.wait_running(job_id)
+        flink.wait_running(job_id)
         _wait_for(lambda: stream.status(job_id=job_id).records_in >= produced - len(late))
         time.sleep(2)  # let the watermark pass the in-order readings, so that the next ones are late
         kafka_io.produce(late, topic=cfg.source_topic)
@@ -85,31 +85,31 @@ def job():
         stream.cancel(cfg.name)
         for topic in (cfg.source_topic, cfg.features_topic, cfg.aggregates_topic, cfg.dead_letter_topic):
             kafka_io.delete_topic(topic)
-        stream.delete_archive(cfg.archive_path)
+        archive.delete(cfg.archive_path)
 
 
 def _committed_features(cfg: stream.StreamJobConfig, expected: int) -> list[dict]:
-    return _at_least(lambda: stream.read_topic(cfg.features_topic), expected)
+    return _at_least(lambda: kafka_io.read(cfg.features_topic, committed_only=True, timeout_s=20), expected)
 
 
 def test_counts_balance_with_dead_letters(job):
     cfg = job["cfg"]
     rows = _committed_features(cfg, job["valid"])
-    dead = _at_least(lambda: stream.read_topic(cfg.dead_letter_topic), len(MALFORMED))
+    dead = _at_least(lambda: kafka_io.read(cfg.dead_letter_topic, committed_only=True, timeout_s=20), len(MALFORMED))
     assert len(rows) + len(dead) == job["produced"]
     assert sorted(d["reason"] for d in dead) == sorted(reason for _, reason in MALFORMED)
     assert {d["payload"].encode() for d in dead} == {m for m, _ in MALFORMED}
 
 
 def test_late_events_are_kept_and_counted(job):
-    raw = _at_least(lambda: stream.read_archive("raw", job["cfg"].archive_path), job["valid"])
+    raw = _at_least(lambda: archive.read(f"{job['cfg'].archive_path}/raw").frame, job["valid"])
     assert len(raw) == job["valid"]
     assert raw["is_late"].sum() > 0
 
 
 def test_archive_layout(job):
     cfg = job["cfg"]
-    archived = _at_least(lambda: stream.read_archive("features", cfg.archive_path), job["valid"])
+    archived = _at_least(lambda: archive.read(f"{cfg.archive_path}/features").frame, job["valid"])
     assert list(archived.columns) == features.FEATURE_COLUMNS
     assert len(archived) == job["valid"]
     from pyarrow import fs as pafs
@@ -126,7 +126,7 @@ def test_archive_layout(job):
 def test_archive_holds_the_rows_of_the_features_topic(job):
     cfg = job["cfg"]
     topic = stream.features_frame(_committed_features(cfg, job["valid"]))
-    archived = _at_least(lambda: stream.read_archive("features", cfg.archive_path), job["valid"])
+    archived = _at_least(lambda: archive.read(f"{cfg.archive_path}/features").frame, job["valid"])
     both = topic.merge(archived, on=["sensor_id", "event_time"], suffixes=("_topic", "_archive"), validate="1:1")
     assert len(both) == len(topic) == len(archived)  # same instants: the archive's timestamps are not shifted
     assert np.allclose(both["temp_rolling_mean_topic"], both["temp_rolling_mean_archive"], equal_nan=True)
@@ -135,7 +135,7 @@ def test_archive_holds_the_rows_of_the_features_topic(job):
 def test_stream_features_equal_batch(job):
     cfg = job["cfg"]
     got = stream.features_frame(_committed_features(cfg, job["valid"]))
-    valid, dead = features.split_payloads(kafka_io.consume(cfg.source_topic, 100_000, timeout_s=30, decode=None))
+    valid, dead = events.split_payloads(kafka_io.read(cfg.source_topic, timeout_s=30, decode=None))
     assert len(dead) == len(MALFORMED)
     expected = features.compute_features(valid)
     merged = expected.merge(got, on=["sensor_id", "event_time"], suffixes=("_batch", "_stream"), validate="1:1")
@@ -152,7 +152,7 @@ def test_stream_features_equal_batch(job):
 def test_submit_twice_does_not_duplicate(job):
     job_id, started = stream.submit(job["cfg"])
     assert (job_id, started) == (job["job_id"], False)
-    assert [j["jid"] for j in stream.jobs(job["cfg"].name) if j["state"] in stream.ACTIVE_STATES] == [job_id]
+    assert [j["jid"] for j in flink.jobs(job["cfg"].name) if j["state"] in flink.ACTIVE_STATES] == [job_id]
 
 
 def test_cancel_and_resubmit_resumes_without_duplicates(job):
@@ -165,18 +165,18 @@ def test_cancel_and_resubmit_resumes_without_duplicates(job):
     job_id, started = stream.submit(cfg)
     assert started and job_id != job["job_id"]
     job["job_id"] = job_id
-    stream.wait_running(job_id)
+    flink.wait_running(job_id)
     total = job["valid"] + len(more)
-    raw = _at_least(lambda: stream.read_archive("raw", cfg.archive_path), total, timeout=180)
+    raw = _at_least(lambda: archive.read(f"{cfg.archive_path}/raw").frame, total, timeout=180)
     assert len(raw) == total
     assert not raw.duplicated(["kafka_partition", "kafka_offset"]).any()
-    archived = stream.read_archive("features", cfg.archive_path)
+    archived = archive.read(f"{cfg.archive_path}/features").frame
     assert len(archived) == total
 
 
 def test_aggregates_per_sensor_and_building(job):
     # Runs after the resume test, whose later readings move the watermark past the first minute's end.
-    rows = _at_least(lambda: stream.read_topic(job["cfg"].aggregates_topic), 1)
+    rows = _at_least(lambda: kafka_io.read(job["cfg"].aggregates_topic, committed_only=True, timeout_s=20), 1)
     levels = {r["level"] for r in rows}
     assert levels == {"sensor", "building"}
     first = [r for r in rows if r["level"] == "sensor" and r["window_start"].startswith("2026-11-27T00:00:00")]

@@ -12,41 +12,39 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from sensorops import features, generator, platform, registry, storage, training
+from sensorops import archive, config, events, features, generator, platform, registry, storage, training
 from sensorops.errors import UserError
 
 pytestmark = pytest.mark.integration
 
 TAG = uuid.uuid4().hex[:8]
-PREFIX = f"test-training-{TAG}/features"
+ROOT = f"{archive.ROOT}/test-training-{TAG}"
+LOCATION = f"{ROOT}/features"
 EXPERIMENT = f"test-training-{TAG}"
 MODEL = f"test-sensor-anomaly-detector-{TAG}"
 
 
 @pytest.fixture(scope="module")
-def archive() -> training.ArchiveData:
+def archived() -> archive.ArchiveData:
     """Ten sensors over 36 hours at one reading per 30 s, written in the archive layout and read back."""
     platform.require("s3", "mlflow")
     storage.ensure_buckets()
-    events = generator.simulate(n_sensors=10, duration_s=36 * 3600, interval_s=30, seed=11)
-    table = features.compute_features(generator.to_dicts(events))
-    written = training.write_archive(table, prefix=PREFIX)
+    readings = generator.simulate(n_sensors=10, duration_s=36 * 3600, interval_s=30, seed=11)
+    table = features.compute_features(events.to_dicts(readings))
+    written = archive.write(table, LOCATION)
     assert len(written) == 36
-    yield training.load_archive("2026-11-27T00", "2026-11-28T11", prefix=PREFIX)
-    client = storage.client()
-    bucket = training.config.ARCHIVE_BUCKET
-    for obj in client.list_objects(bucket, prefix=PREFIX.split("/")[0] + "/", recursive=True):
-        client.remove_object(bucket, obj.object_name)
+    yield archive.read(LOCATION, "2026-11-27T00", "2026-11-28T11")
+    archive.delete(ROOT)
 
 
 @pytest.fixture(scope="module")
-def session(archive: training.ArchiveData):
-    split = training.time_split(archive.frame)
+def session(archived: archive.ArchiveData):
+    split = training.time_split(archived.frame)
     results = training.train_models(split, ["logistic_regression", "isolation_forest"], n_folds=2, progress=False)
-    logged = registry.log_session(results, split, archive.partitions, training.baselines(split.test),
+    logged = registry.log_session(results, split, archived.partitions, training.baselines(split.test),
                                   experiment=EXPERIMENT)  # fmt: skip
     yield split, results, logged
-    client = MlflowClient(tracking_uri=training.config.load().mlflow_tracking_uri)
+    client = MlflowClient(tracking_uri=config.load().mlflow_tracking_uri)
     try:
         client.delete_registered_model(MODEL)
     except Exception:  # noqa: BLE001 - a test that failed before registering leaves nothing to delete
@@ -56,22 +54,24 @@ def session(archive: training.ArchiveData):
         client.delete_experiment(experiment.experiment_id)
 
 
-def test_archive_reads_back_exactly_the_range(archive: training.ArchiveData) -> None:
-    assert len(archive.partitions) == 36
-    assert archive.partitions[0].endswith(f"{PREFIX}/dt=2026-11-27/hour=00")
-    assert archive.partitions[-1].endswith(f"{PREFIX}/dt=2026-11-28/hour=11")
-    assert len(archive.frame) == 10 * 36 * 120
-    assert archive.frame.event_time.is_monotonic_increasing
+def test_archive_reads_back_exactly_the_range(archived: archive.ArchiveData) -> None:
+    assert len(archived.partitions) == 36
+    assert archived.partitions[0] == f"{LOCATION}/dt=2026-11-27/hour=00"
+    assert archived.partitions[-1] == f"{LOCATION}/dt=2026-11-28/hour=11"
+    assert len(archived.frame) == 10 * 36 * 120
+    assert archived.frame.event_time.is_monotonic_increasing
 
 
-def test_empty_range_on_s3_is_named() -> None:
-    with pytest.raises(UserError, match="empty range: no archived data"):
-        training.load_archive("2025-01-01", "2025-01-01", prefix=PREFIX)
+def test_empty_and_reversed_ranges_on_s3() -> None:
+    empty = archive.read(LOCATION, "2025-01-01", "2025-01-01", columns=["event_time"])
+    assert empty.frame.empty and list(empty.frame.columns) == ["event_time"] and empty.partitions == []
+    with pytest.raises(UserError, match="ends .* before it starts"):
+        archive.read(LOCATION, "2025-01-02", "2025-01-01")
 
 
 def test_logged_metrics_equal_metrics_of_the_logged_model(session) -> None:
     split, results, logged = session
-    client = MlflowClient(tracking_uri=training.config.load().mlflow_tracking_uri)
+    client = MlflowClient(tracking_uri=config.load().mlflow_tracking_uri)
     for result in results:
         run = client.get_run(logged.models[result.name].run_id)
         model = registry.load_model(logged.models[result.name].model_uri)
@@ -83,10 +83,10 @@ def test_logged_metrics_equal_metrics_of_the_logged_model(session) -> None:
         assert run.data.tags["mlflow.source.git.commit"]
 
 
-def test_lineage_names_the_partitions(session, archive: training.ArchiveData) -> None:
+def test_lineage_names_the_partitions(session, archived: archive.ArchiveData) -> None:
     _, _, logged = session
     lineage = registry.lineage_of(logged.models["logistic_regression"].run_id)
-    assert lineage["partitions"] == archive.partitions
+    assert lineage["partitions"] == archived.partitions
 
 
 def test_champion_moves_only_on_improvement(session) -> None:

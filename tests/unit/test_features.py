@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensorops import features
+from sensorops import events, features
 
 
 def event(sensor: str = "sensor-001", ts: str = "2026-11-27T09:00:00.000Z", **values) -> dict:
@@ -118,7 +118,7 @@ def test_output_keeps_input_order():
 
 
 def test_accepts_flat_dataframe():
-    flat = features.events_frame([event(), event(ts="2026-11-27T09:00:01.000Z", temperature=23.0)])
+    flat = events.events_frame([event(), event(ts="2026-11-27T09:00:01.000Z", temperature=23.0)])
     from_flat = features.compute_features(flat)
     from_nested = features.compute_features([event(), event(ts="2026-11-27T09:00:01.000Z", temperature=23.0)])
     pd.testing.assert_frame_equal(from_flat, from_nested)
@@ -142,17 +142,17 @@ def test_accepts_flat_dataframe():
     ],
 )
 def test_dead_letter_reason(payload, reason):
-    assert features.dead_letter_reason(payload) == reason
+    assert events.dead_letter_reason(payload) == reason
 
 
 def test_split_payloads_balances():
     payloads = [json.dumps(event()), "oops", json.dumps({"sensor_id": "x"}), json.dumps(event(sensor="b"))]
-    valid, dead = features.split_payloads(payloads)
+    valid, dead = events.split_payloads(payloads)
     assert len(valid) + len(dead) == len(payloads)
     assert valid.sensor_id.tolist() == ["sensor-001", "b"]
     assert [r for _, r in dead] == ["invalid_json", "missing_field"]
 
 
 def test_timestamp_truncated_to_milliseconds():
-    assert features.parse_timestamp("2026-11-27T09:00:01.123456Z") == pd.Timestamp("2026-11-27T09:00:01.123Z")
-    assert features.parse_timestamp("2026-11-27T09:00:01Z") == pd.Timestamp("2026-11-27T09:00:01Z")
+    assert events.parse_timestamp("2026-11-27T09:00:01.123456Z") == pd.Timestamp("2026-11-27T09:00:01.123Z")
+    assert events.parse_timestamp("2026-11-27T09:00:01Z") == pd.Timestamp("2026-11-27T09:00:01Z")

@@ -7,7 +7,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from sensorops import generator
+from sensorops import events, generator
 from sensorops.errors import UserError
 
 
@@ -21,7 +21,7 @@ def test_same_seed_same_events() -> None:
     a = generator.simulate(n_sensors=5, duration_s=600, seed=3)
     b = generator.simulate(n_sensors=5, duration_s=600, seed=3)
     pd.testing.assert_frame_equal(a, b)
-    assert generator.serialize(a) == generator.serialize(b)
+    assert events.serialize(a) == events.serialize(b)
 
 
 def test_other_seed_other_events() -> None:
@@ -61,16 +61,16 @@ def test_rate_per_type_close_to_mix(day: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize("rate", [0.0, 0.02, 0.3, 0.5])
 def test_rate_is_respected_across_the_range(rate: float) -> None:
-    events = generator.simulate(n_sensors=20, duration_s=6 * 3600, interval_s=1.0, anomaly_rate=rate, seed=11)
+    readings = generator.simulate(n_sensors=20, duration_s=6 * 3600, interval_s=1.0, anomaly_rate=rate, seed=11)
     if rate == 0:
-        assert not events["is_anomaly"].any()
+        assert not readings["is_anomaly"].any()
     else:
-        assert events["is_anomaly"].mean() == pytest.approx(rate, rel=0.15)
+        assert readings["is_anomaly"].mean() == pytest.approx(rate, rel=0.15)
 
 
 def test_custom_mix_only_produces_requested_types() -> None:
-    events = generator.simulate(n_sensors=10, duration_s=3600, anomaly_rate=0.2, anomaly_mix={"spike": 1, "stuck": 1})
-    assert set(events["anomaly_type"].astype(str)) == {"none", "spike", "stuck"}
+    readings = generator.simulate(n_sensors=10, duration_s=3600, anomaly_rate=0.2, anomaly_mix={"spike": 1, "stuck": 1})
+    assert set(readings["anomaly_type"].astype(str)) == {"none", "spike", "stuck"}
 
 
 def test_daily_cycle_is_visible(day: pd.DataFrame) -> None:
@@ -112,37 +112,37 @@ def test_anomalies_are_visible_in_the_readings(day: pd.DataFrame) -> None:
 
 
 def test_every_event_validates_against_the_schema() -> None:
-    events = generator.simulate(n_sensors=8, duration_s=250, anomaly_rate=0.5, seed=5)
-    dicts = generator.to_dicts(events)
-    assert generator.validate(dicts) == []
+    readings = generator.simulate(n_sensors=8, duration_s=250, anomaly_rate=0.5, seed=5)
+    dicts = events.to_dicts(readings)
+    assert events.validate(dicts) == []
     assert {d["anomaly_type"] for d in dicts} == set(generator.ANOMALY_TYPES)
 
 
 def test_schema_rejects_a_broken_event() -> None:
-    good = generator.to_dicts(generator.simulate(n_sensors=1, duration_s=1))[0]
+    good = events.to_dicts(generator.simulate(n_sensors=1, duration_s=1))[0]
     bad = [dict(good, timestamp="27/11/2026"), dict(good, is_anomaly=True), {k: v for k, v in good.items() if k != "location"}]
-    errors = generator.validate(bad)
+    errors = events.validate(bad)
     assert {e.split(":")[0] for e in errors} == {"event 0", "event 1", "event 2"}
 
 
 def test_serialized_values_match_the_frame() -> None:
-    events = generator.simulate(n_sensors=3, duration_s=20, anomaly_rate=0.5, seed=2)
-    keys, values = generator.serialize(events)
-    assert keys == [s.encode() for s in events["sensor_id"].astype(str)]
+    readings = generator.simulate(n_sensors=3, duration_s=20, anomaly_rate=0.5, seed=2)
+    keys, values = events.serialize(readings)
+    assert keys == [s.encode() for s in readings["sensor_id"].astype(str)]
     first = orjson.loads(values[0])
-    row = events.iloc[0]
+    row = readings.iloc[0]
     assert first["sensor_id"] == row["sensor_id"]
     assert first["timestamp"] == row["timestamp"].strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     assert first["location"] == {"building": row["building"], "floor": int(row["floor"]), "room": row["room"]}
     for i, v in enumerate(values):
         d = orjson.loads(v)
-        t = events["temperature"].iat[i]
+        t = readings["temperature"].iat[i]
         assert (d["temperature"] is None) if np.isnan(t) else d["temperature"] == t
 
 
 def test_metadata_is_stable_per_sensor_and_battery_drains() -> None:
-    events = generator.simulate(n_sensors=8, days=2, interval_s=300, anomaly_rate=0)
-    per_sensor = events.groupby("sensor_id", observed=True)
+    readings = generator.simulate(n_sensors=8, days=2, interval_s=300, anomaly_rate=0)
+    per_sensor = readings.groupby("sensor_id", observed=True)
     assert (per_sensor[["building", "floor", "room", "model", "firmware_version"]].nunique() == 1).all().all()
     first, last = per_sensor["battery_level"].first(), per_sensor["battery_level"].last()
     assert ((first - last) > 0.5).sum() >= 6  # drains (a sensor may have had its battery replaced)

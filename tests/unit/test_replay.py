@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sensorops import generator, replay
+from sensorops import events, replay
 from sensorops.errors import UserError
 
 CSV = """time;Temp_C;RH;Device;status
@@ -59,8 +59,8 @@ def test_good_rows_become_schema_valid_events(csv_file: Path) -> None:
     assert ev["pressure"].isna().all()
     assert ev["is_anomaly"].tolist() == [False, False, True, True]
     assert ev["anomaly_type"].tolist() == ["none", "none", "spike", "other"]
-    dicts = generator.to_dicts(ev)
-    assert generator.validate(dicts) == []
+    dicts = events.to_dicts(ev)
+    assert events.validate(dicts) == []
     assert dicts[1]["humidity"] is None
     assert dicts[0]["location"] == {"building": "replay", "floor": 0, "room": "replay"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from sensorops import features, generator, stream
+from sensorops import events, flink, generator, stream
 
 
 def _config() -> stream.StreamJobConfig:
@@ -13,9 +13,9 @@ def _config() -> stream.StreamJobConfig:
 
 
 def test_parse_event_returns_the_batch_reading_of_a_valid_event():
-    event = generator.to_dicts(generator.simulate(n_sensors=1, duration_s=1, seed=3))[0]
+    event = events.to_dicts(generator.simulate(n_sensors=1, duration_s=1, seed=3))[0]
     row = stream.parse_event(json.dumps(event))
-    _, expected = features.read_event(json.dumps(event))
+    _, expected = events.read_event(json.dumps(event))
     assert row[0] is None
     assert dict(zip(stream.PARSED_FIELDS[1:], row[1:])) == expected
 
@@ -40,6 +40,6 @@ def test_watermark_follows_the_configured_delay():
 
 
 def test_rest_address_for_the_flink_client():
-    assert stream.rest_address("http://127.0.0.1:8081") == "127.0.0.1:8081"
-    assert stream.rest_address("http://flink-jobmanager.sensorops.svc") == "flink-jobmanager.sensorops.svc:80"
-    assert stream.rest_address("flink:8081") == "flink:8081"
+    assert flink.rest_address("http://127.0.0.1:8081") == "127.0.0.1:8081"
+    assert flink.rest_address("http://flink-jobmanager.sensorops.svc") == "flink-jobmanager.sensorops.svc:80"
+    assert flink.rest_address("flink:8081") == "flink:8081"

@@ -1,59 +1,25 @@
-"""Training without services: the archive layout on a local filesystem, the time split, search, metrics."""
+"""Training without services: the time split, search, metrics."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from pyarrow import fs as pafs
 
-from sensorops import features, generator, training
+from sensorops import events, features, generator, training
 from sensorops.errors import UserError
 
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
     """Six hours of ten sensors, one reading every 15 s, through the batch feature computation."""
-    events = generator.simulate(n_sensors=10, duration_s=6 * 3600, interval_s=15, seed=7)
-    return features.compute_features(generator.to_dicts(events))
+    readings = generator.simulate(n_sensors=10, duration_s=6 * 3600, interval_s=15, seed=7)
+    return features.compute_features(events.to_dicts(readings))
 
 
 @pytest.fixture(scope="module")
 def split(table: pd.DataFrame) -> training.TimeSplit:
     return training.time_split(table, train_fraction=0.7)
-
-
-def test_partition_hours_inclusive_and_bare_dates() -> None:
-    hours = training.partition_hours("2026-11-27", "2026-11-28")
-    assert len(hours) == 48
-    assert training.partition_key(hours[9]) == "features/dt=2026-11-27/hour=09"
-    assert len(training.partition_hours("2026-11-27T09", "2026-11-27T11")) == 3
-
-
-def test_range_backwards_is_named() -> None:
-    with pytest.raises(UserError, match="empty range"):
-        training.partition_hours("2026-11-28", "2026-11-27")
-    with pytest.raises(UserError, match="not a date"):
-        training.partition_hours("yesterday", "2026-11-27")
-
-
-def test_archive_round_trip_on_local_filesystem(table: pd.DataFrame, tmp_path) -> None:
-    local = pafs.LocalFileSystem()
-    root = str(tmp_path)
-    written = training.write_archive(table, bucket=root, filesystem=local)
-    assert len(written) == 6  # six hourly partitions
-    data = training.load_archive("2026-11-27T01", "2026-11-27T02", bucket=root, filesystem=local)
-    assert [p.rsplit("/", 2)[-2:] for p in data.partitions] == [["dt=2026-11-27", "hour=01"],
-                                                                 ["dt=2026-11-27", "hour=02"]]  # fmt: skip
-    expected = table[(table.event_time >= "2026-11-27T01:00Z") & (table.event_time < "2026-11-27T03:00Z")]
-    assert len(data.frame) == len(expected)
-    assert data.frame.event_time.is_monotonic_increasing
-    assert set(features.FEATURE_COLUMNS) <= set(data.frame.columns)
-
-
-def test_empty_range_in_archive_is_named(tmp_path) -> None:
-    with pytest.raises(UserError, match="empty range: no archived data"):
-        training.load_archive("2026-01-01", "2026-01-01", bucket=str(tmp_path), filesystem=pafs.LocalFileSystem())
 
 
 def test_split_has_no_time_overlap(table: pd.DataFrame, split: training.TimeSplit) -> None:
@@ -152,14 +118,6 @@ def test_zscore_cannot_exceed_its_bound(table: pd.DataFrame) -> None:
     # Up to rounding: the variance is mean(x^2) - mean(x)^2, whose error grows with mean^2 / variance (pressure).
     assert largest <= training.MAX_ZSCORE + 1e-4
     assert training.ZSCORE_THRESHOLD < training.MAX_ZSCORE  # the baseline can fire at all
-
-
-def test_hour_kept_only_in_the_path_is_restored(table: pd.DataFrame, tmp_path) -> None:
-    """Flink's partitioned sink writes `hour` into the path, not into the file."""
-    local = pafs.LocalFileSystem()
-    training.write_archive(table.drop(columns=["hour"]), bucket=str(tmp_path), filesystem=local)
-    data = training.load_archive("2026-11-27T03", "2026-11-27T03", bucket=str(tmp_path), filesystem=local)
-    assert (data.frame["hour"] == 3).all()
 
 
 def test_fitted_forests_predict_on_one_thread(split: training.TimeSplit) -> None:

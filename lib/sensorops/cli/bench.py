@@ -1,17 +1,12 @@
-"""`sensorops bench generate|stream`: events/s from the generator to acknowledged in Kafka (acks=all), and where the
-time goes; the stream job's throughput and latency (`cli/bench_stream.py`)."""
+"""`sensorops bench generate|stream`: benchmarks that print figures (the measuring is in `sensorops.bench`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import time
-import uuid
 
-import kafka
-
-from sensorops import config, generator, kafka_io
-from sensorops.cli import bench_stream
+from sensorops import kafka_io
+from sensorops.bench import generate, stream
 from sensorops.errors import UserError
 
 
@@ -25,12 +20,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--kafka-servers", default=None, help="bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
     g.set_defaults(handler=run_generate)
     s = what.add_parser("stream", help="stream job: sustained events/s and produce-to-feature latency")
-    bench_stream.add_arguments(s)
-    s.set_defaults(handler=bench_stream.run)
+    s.add_argument("--events", type=int, default=1_000_000, help="backlog for the throughput run (default 1000000)")
+    s.add_argument("--rate", type=float, default=1000.0, help="offered events/s for the latency runs (default 1000)")
+    s.add_argument("--duration", type=float, default=30.0, help="seconds of each latency run (default 30)")
+    s.add_argument("--parallelism", type=int, default=1)
+    s.add_argument("--skip-throughput", action="store_true")
+    s.add_argument("--skip-latency", action="store_true")
+    s.set_defaults(handler=run_stream)
 
 
-def _rate(n: int, seconds: float) -> str:
-    return f"{n / seconds:>12,.0f} events/s" if seconds > 0 else " " * 12 + "-"
+def _print_step(step: generate.Step) -> None:
+    rate = f"{step.events_per_s:>12,.0f} events/s" if step.seconds > 0 else " " * 12 + "-"
+    line = f"  {step.label:<24} {step.seconds:7.2f} s {rate}"
+    if step.acknowledged is not None:
+        line += f"  acked {step.acknowledged:,}"
+    if step.timings:
+        line += "  (" + ", ".join(f"{k} {v:.2f} s" for k, v in step.timings.items()) + ")"
+    print(line)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -42,45 +48,20 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UserError(f"--workers takes a comma-separated list of counts, got {args.workers!r}") from None
     if args.events < args.sensors or args.sensors < 1 or min(workers) < 1:
         raise UserError("need --sensors >= 1, --events >= --sensors and worker counts >= 1")
-    servers = args.kafka_servers or config.load().kafka_bootstrap_servers
-    cfg = generator.GeneratorConfig(n_sensors=args.sensors, interval_s=1.0)
-    ticks = args.events // args.sensors
-    n = ticks * args.sensors
-    chunk = max(1, 20_000 // args.sensors)
-
-    def frames():  # noqa: ANN202
-        return generator.SensorSimulator(cfg, start="2026-11-27").chunks(ticks, chunk)
-
-    from kafka.record.util import crc32c_c
-
-    print(f"{n:,} events, {args.sensors} sensors, batches of {chunk * args.sensors:,}; kafka-python {kafka.__version__}, "
-          f"compression {kafka_io.best_compression()}, crc32c {'C' if crc32c_c else 'pure Python (pip install crc32c)'}; "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    t0 = time.perf_counter()
-    batches = list(frames())
-    gen_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    serialised = [generator.serialize(b) for b in batches]
-    ser_s = time.perf_counter() - t0
-    del batches
-    print(f"  generation only          {gen_s:7.2f} s {_rate(n, gen_s)}")
-    print(f"  serialisation only       {ser_s:7.2f} s {_rate(n, ser_s)}")
-    topics = []
-    try:
-        topic = f"bench-{uuid.uuid4().hex[:8]}"
-        topics.append(topic)
-        r = kafka_io.produce(serialised, topic, servers, raise_on_failure=False)
-        print(f"  client only (1 process)  {r.seconds:7.2f} s {_rate(r.acknowledged, r.seconds)}  acked {r.acknowledged:,}/{n:,}")
-        del serialised
-        for w in workers:
-            topic = f"bench-{uuid.uuid4().hex[:8]}"
-            topics.append(topic)
-            r = kafka_io.produce(frames(), topic, servers, workers=w, raise_on_failure=False)
-            steps = ", ".join(f"{k} {v:.2f} s" for k, v in r.timings.items())
-            print(f"  end to end, {w} process{'es' if w > 1 else '  '} {r.seconds:7.2f} s {_rate(r.acknowledged, r.seconds)}"
-                  f"  acked {r.acknowledged:,}/{n:,}  ({steps})")  # fmt: skip
-    finally:
-        for t in topics:
-            kafka_io.delete_topic(t, servers)
+    print(generate.setup_line(args.sensors, max(1, 20_000 // args.sensors) * args.sensors, args.events))
+    generate.run(args.events, args.sensors, workers, args.kafka_servers, progress=_print_step)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    if not args.skip_throughput:
+        t = stream.throughput(args.events, parallelism=args.parallelism)
+        print(f"throughput  {t['events_per_s']:,.0f} events/s ({t['events']:,.0f} events in {t['seconds']:.1f} s, "
+              f"parallelism {args.parallelism}, all sinks and the archive on)")  # fmt: skip
+    if not args.skip_latency:
+        for guarantee in ("at-least-once", "exactly-once"):
+            r = stream.latency(args.rate, args.duration, guarantee)
+            print(f"latency     {guarantee:<14} offered {r.offered_per_s:,.0f}/s  received {r.received:,}/{r.sent:,}"
+                  f"  p50 {r.p50_ms:,.0f} ms  p95 {r.p95_ms:,.0f} ms  p99 {r.p99_ms:,.0f} ms")  # fmt: skip
     return 0

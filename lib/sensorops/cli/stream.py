@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from sensorops import config, stream
+from sensorops import archive, config, flink, stream
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--features-topic", default=config.FEATURES_TOPIC)
     s.add_argument("--aggregates-topic", default=config.AGGREGATES_TOPIC)
     s.add_argument("--dead-letter-topic", default=config.DEAD_LETTER_TOPIC)
-    s.add_argument("--archive-path", default=f"s3://{config.ARCHIVE_BUCKET}", help="S3 prefix of the Parquet archive")
+    s.add_argument("--archive-path", default=archive.ROOT, help="S3 prefix of the Parquet archive")
     s.add_argument("--parallelism", type=int, default=1)
     s.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints (default 10)")
     s.add_argument("--watermark-delay", type=float, default=5.0, help="bounded out-of-orderness, seconds (default 5)")
@@ -55,11 +55,12 @@ def run_submit(args: argparse.Namespace) -> int:
     job_id, started = stream.submit(cfg, fresh=args.fresh)
     print(f"{'submitted' if started else 'already running'}: {cfg.name} {job_id}")
     if args.wait:
-        _print(stream.wait_running(job_id))
+        flink.wait_running(job_id)
+        _print(stream.status(job_id=job_id))
     return 0
 
 
-def _print(s: stream.JobStatus) -> None:
+def _print(s: flink.JobStatus) -> None:
     out = ", ".join(f"{k} {v:,}" for k, v in sorted(s.records_out.items())) or "-"
     print(f"{s.name}  {s.job_id}  {s.state}  up {s.duration_s:,.0f} s")
     print(f"  records in   {s.records_in:,} ({s.records_per_s:,.0f}/s over the run)")

@@ -9,7 +9,7 @@ import time
 
 import pandas as pd
 
-from sensorops import config, registry, training
+from sensorops import archive, config, registry, training
 from sensorops.errors import UserError
 
 
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-search-rows", type=int, default=training.DEFAULT_MAX_SEARCH_ROWS,
                    help=f"rows the grid search sees, 0 for all (default {training.DEFAULT_MAX_SEARCH_ROWS:,}); the best model is refitted on all")  # fmt: skip
     p.add_argument("--bucket", default=config.ARCHIVE_BUCKET, help=f"archive bucket (default {config.ARCHIVE_BUCKET})")
-    p.add_argument("--prefix", default=training.FEATURES_PREFIX, help=f"key prefix of the feature archive (default {training.FEATURES_PREFIX})")
+    p.add_argument("--prefix", default="features", help="key prefix of the feature archive (default features)")
     p.add_argument("--experiment", default=registry.EXPERIMENT, help=f"MLflow experiment (default {registry.EXPERIMENT})")
     p.add_argument("--model-name", default=registry.MODEL_NAME, help=f"registered model (default {registry.MODEL_NAME})")
     p.add_argument("--no-register", action="store_true", help="log the runs but leave the registry alone")
@@ -42,10 +42,14 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     started = time.perf_counter()
-    data = training.load_archive(args.start, args.end or args.start, bucket=args.bucket, prefix=args.prefix)
+    location = f"s3://{args.bucket}/{args.prefix.strip('/')}"
+    data = archive.read(location, args.start, args.end or args.start)
     load_seconds = time.perf_counter() - started
+    if data.frame.empty:
+        raise UserError(f"no archived data in {location} from {args.start} to {args.end or args.start} "
+                        "(is the stream job archiving? see notebook 02)")  # fmt: skip
     print(f"read {len(data.frame):,} rows from {len(data.partitions)} partitions ({data.files} files) "
-          f"of s3://{args.bucket}/{args.prefix} in {load_seconds:.1f} s")  # fmt: skip
+          f"of {location} in {load_seconds:.1f} s")  # fmt: skip
 
     split = training.time_split(data.frame, train_fraction=args.train_fraction)
     print(f"\nsplit at {split.cutoff}: class balance\n{split.balance().to_string()}\n")

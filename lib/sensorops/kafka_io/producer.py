@@ -1,4 +1,4 @@
-"""Kafka plumbing shared by every stage: topics, a tracked producer, a delivery report, a sample consumer.
+"""The producer: durable, partitioned by key, every record's delivery tracked into a report.
 
 The producer is kafka-python's, configured for durability first (``acks=all``, idempotence, unlimited retries within
 a delivery timeout) and then for throughput (compression, large batches, a short linger). Each record's partition is
@@ -23,22 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka import codec as kafka_codec
 from kafka import errors as kafka_errors
-from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.partitioner.default import murmur2
-from kafka.structs import TopicPartition
 
-from sensorops import config
-from sensorops.errors import ServiceUnavailable, UserError
+from sensorops.errors import UserError
+from sensorops.events import serialize
+from sensorops.kafka_io.admin import DEFAULT_PARTITIONS, ensure_topic
+from sensorops.kafka_io.client import BOOTSTRAP_MS, bootstrap_servers, unreachable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARTITIONS = 4
-BOOTSTRAP_MS = 5_000  # how long to try reaching Kafka before saying it is down
 Batch = tuple[list[bytes], list[bytes]]
 """Keys and values, already serialised."""
 
@@ -72,55 +69,6 @@ def producer_settings(**overrides: Any) -> dict[str, Any]:
     }
     settings.update(overrides)
     return settings
-
-
-def quiet_client_logs(level: int = logging.CRITICAL) -> None:
-    """Raise kafka-python's log level (it logs every connection at INFO and slow loop turns at WARNING)."""
-    logging.getLogger("kafka").setLevel(level)
-
-
-def _servers(servers: str | None) -> str:
-    return servers or config.load().kafka_bootstrap_servers
-
-
-def _unreachable(servers: str, exc: Exception) -> ServiceUnavailable:
-    return ServiceUnavailable(f"Kafka is not reachable at {servers} ({exc}). Start the platform with `make up`.")
-
-
-def ensure_topic(
-    topic: str, partitions: int = DEFAULT_PARTITIONS, servers: str | None = None, replication_factor: int = 1
-) -> int:
-    """Create `topic` if it does not exist; return its partition count (the existing one if it was there)."""
-    servers = _servers(servers)
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=10_000, bootstrap_timeout_ms=BOOTSTRAP_MS)
-    except kafka_errors.KafkaError as exc:
-        raise _unreachable(servers, exc) from exc
-    try:
-        try:
-            admin.create_topics([NewTopic(topic, partitions, replication_factor)], timeout_ms=10_000)
-            log.info("created topic %s with %d partitions", topic, partitions)
-        except kafka_errors.TopicAlreadyExistsError:
-            pass
-        for _ in range(50):  # metadata of a new topic takes a moment to propagate
-            described = admin.describe_topics([topic])
-            if described and described[0].get("partitions"):
-                return len(described[0]["partitions"])
-            time.sleep(0.1)
-        raise ServiceUnavailable(f"Kafka at {servers} did not report partitions for topic {topic!r}")
-    finally:
-        admin.close()
-
-
-def delete_topic(topic: str, servers: str | None = None) -> None:
-    """Delete `topic` if it exists (for tests and notebook cleanup)."""
-    admin = KafkaAdminClient(bootstrap_servers=_servers(servers), request_timeout_ms=10_000, bootstrap_timeout_ms=BOOTSTRAP_MS)
-    try:
-        admin.delete_topics([topic], timeout_ms=10_000)
-    except kafka_errors.UnknownTopicOrPartitionError:
-        pass
-    finally:
-        admin.close()
 
 
 @dataclass
@@ -208,13 +156,13 @@ class EventProducer:
 
     def __init__(self, topic: str, servers: str | None = None, **overrides: Any) -> None:
         self.topic = topic
-        self.servers = _servers(servers)
+        self.servers = bootstrap_servers(servers)
         self.settings = producer_settings(**overrides)
         try:
             self._producer = KafkaProducer(bootstrap_servers=self.servers, **self.settings)
             partitions = self._producer.partitions_for(topic)
         except kafka_errors.KafkaError as exc:
-            raise _unreachable(self.servers, exc) from exc
+            raise unreachable(self.servers, exc) from exc
         if not partitions:
             raise UserError(f"topic {topic!r} has no partitions at {self.servers}; create it with `ensure_topic`")
         self.n_partitions = len(partitions)
@@ -314,8 +262,6 @@ class EventProducer:
 
 def _as_batches(events: Any, timings: dict[str, float], serialise: bool = True) -> Iterator[Batch | pd.DataFrame]:
     """Normalise what `produce` accepts into batches, timing generation (and serialisation, if `serialise`)."""
-    from sensorops.generator import serialize  # the event format lives with the generator
-
     if isinstance(events, pd.DataFrame):
         events = [events]
     elif isinstance(events, tuple) and len(events) == 2 and isinstance(events[0], list):
@@ -347,8 +293,6 @@ def _split(batch: Batch, owner: Callable[[bytes], int], n: int) -> list[Batch]:
 def _worker(conn: Any, topic: str, servers: str, overrides: dict[str, Any]) -> None:
     """A producer process: receive batches (serialised, or DataFrames to serialise) until None, then send back its
     report, whose `timings` hold this worker's serialisation and client seconds."""
-    from sensorops.generator import serialize
-
     try:
         producer = EventProducer(topic, servers, **overrides)
     except Exception as exc:  # noqa: BLE001 - reported to the parent
@@ -396,7 +340,7 @@ def produce(
     """
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
-    servers = _servers(servers)
+    servers = bootstrap_servers(servers)
     n_partitions = ensure_topic(topic, partitions, servers)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -487,54 +431,3 @@ def _produce_parallel(
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.terminate()
-
-
-def consume(
-    topic: str,
-    max_records: int = 100,
-    timeout_s: float = 10.0,
-    servers: str | None = None,
-    *,
-    from_beginning: bool = True,
-    decode: Callable[[bytes], Any] | None = orjson.loads,
-) -> list[Any]:
-    """Read up to `max_records` values from all partitions of `topic` (no consumer group, nothing committed).
-
-    From the beginning, it stops at the end of what the topic held when called; otherwise it waits for new records.
-    Either way it stops at `max_records` or after `timeout_s`. Values are decoded as JSON unless `decode` is None.
-    Order holds within a partition (hence per key), not across partitions.
-    """
-    servers = _servers(servers)
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=servers, group_id=None, enable_auto_commit=False, bootstrap_timeout_ms=BOOTSTRAP_MS,
-            max_poll_records=min(max(max_records, 1), 10_000),
-        )  # fmt: skip
-    except kafka_errors.KafkaError as exc:
-        raise _unreachable(servers, exc) from exc
-    try:
-        deadline = time.monotonic() + timeout_s
-        partitions = consumer.partitions_for_topic(topic)
-        while not partitions and time.monotonic() < deadline:
-            time.sleep(0.2)
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise UserError(f"topic {topic!r} does not exist at {servers}")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        if from_beginning:
-            consumer.seek_to_beginning(*tps)
-            ends = consumer.end_offsets(tps)
-        else:
-            consumer.seek_to_end(*tps)
-            ends = None
-        out: list[Any] = []
-        while len(out) < max_records and (left := deadline - time.monotonic()) > 0:
-            if ends is not None and all(consumer.position(tp) >= ends[tp] for tp in tps):
-                break
-            polled = consumer.poll(timeout_ms=int(min(left, 0.5) * 1000), max_records=max_records - len(out))
-            for records in polled.values():
-                out.extend(decode(r.value) if decode else r.value for r in records)
-        return out[:max_records]
-    finally:
-        consumer.close()

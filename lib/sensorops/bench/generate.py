@@ -1,0 +1,98 @@
+"""Generator -> Kafka with acks=all: events per second, and where the time goes.
+
+Generation and serialisation are timed alone, then the client alone on pre-serialised batches (one process), then
+end to end with 1, 2, ... producer processes. Every run writes to a fresh topic, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import kafka
+import pandas as pd
+
+from sensorops import events, generator, kafka_io
+from sensorops.errors import UserError
+
+
+@dataclass(frozen=True)
+class Step:
+    """One measured step: what ran, how long, how many events it handled (and Kafka acknowledged)."""
+
+    label: str
+    seconds: float
+    events: int
+    acknowledged: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class GenerateBench:
+    events: int
+    sensors: int
+    batch: int
+    setup: str
+    """Client, compression and machine, in one line."""
+    steps: list[Step]
+
+
+def setup_line(sensors: int, batch: int, n: int) -> str:
+    from kafka.record.util import crc32c_c
+
+    crc = "C" if crc32c_c else "pure Python (pip install crc32c)"
+    return (f"{n:,} events, {sensors} sensors, batches of {batch:,}; kafka-python {kafka.__version__}, "
+            f"compression {kafka_io.best_compression()}, crc32c {crc}; {os.cpu_count()} cores, "
+            f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+
+
+def run(n_events: int, n_sensors: int, workers: list[int], servers: str | None = None,
+        progress: Callable[[Step], None] | None = None) -> GenerateBench:  # fmt: skip
+    """Measure each step; `progress` is called with each step as soon as it is measured."""
+    if n_events < n_sensors or n_sensors < 1 or not workers or min(workers) < 1:
+        raise UserError("need --sensors >= 1, --events >= --sensors and worker counts >= 1")
+    cfg = generator.GeneratorConfig(n_sensors=n_sensors, interval_s=1.0)
+    ticks = n_events // n_sensors
+    n = ticks * n_sensors
+    chunk = max(1, 20_000 // n_sensors)
+
+    def frames() -> Iterator[pd.DataFrame]:
+        return generator.SensorSimulator(cfg, start="2026-11-27").chunks(ticks, chunk)
+
+    steps: list[Step] = []
+
+    def done(step: Step) -> None:
+        steps.append(step)
+        if progress:
+            progress(step)
+
+    result = GenerateBench(n, n_sensors, chunk * n_sensors, setup_line(n_sensors, chunk * n_sensors, n), steps)
+    t0 = time.perf_counter()
+    batches = list(frames())
+    done(Step("generation only", time.perf_counter() - t0, n))
+    t0 = time.perf_counter()
+    serialised = [events.serialize(b) for b in batches]
+    done(Step("serialisation only", time.perf_counter() - t0, n))
+    del batches
+    topics: list[str] = []
+    try:
+        topics.append(f"bench-{uuid.uuid4().hex[:8]}")
+        r = kafka_io.produce(serialised, topics[-1], servers, raise_on_failure=False)
+        done(Step("client only (1 process)", r.seconds, r.acknowledged, r.acknowledged))
+        del serialised
+        for w in workers:
+            topics.append(f"bench-{uuid.uuid4().hex[:8]}")
+            r = kafka_io.produce(frames(), topics[-1], servers, workers=w, raise_on_failure=False)
+            label = f"end to end, {w} process{'es' if w > 1 else ''}"
+            done(Step(label, r.seconds, r.acknowledged, r.acknowledged, dict(r.timings)))
+    finally:
+        for topic in topics:
+            kafka_io.delete_topic(topic, servers)
+    return result

@@ -1,0 +1,274 @@
+"""The event's wire format, in one place: its schema, how events are written to Kafka and how they are read back.
+
+One event is a JSON object (schema version 1, `schemas/sensor_event.schema.json`), keyed by `sensor_id`:
+
+    {"schema_version": 1, "sensor_id": "...", "timestamp": "2026-11-27T09:00:00.000Z", "temperature": 21.3,
+     "humidity": 45.1, "pressure": 1013.2, "is_anomaly": false, "anomaly_type": "none",
+     "location": {"building": ..., "floor": ..., "room": ...},
+     "device_info": {"model": ..., "firmware_version": ..., "battery_level": ...}}
+
+`serialize` writes a DataFrame of events (`COLUMNS`) without building a dict per event. `read_event` decodes and
+checks one raw value, parsing it once: the stream job calls it for every record (as its Python UDF) and batch code
+calls it through `split_payloads`, so stream and batch cannot disagree on what is valid.
+
+Validity (anything else is a dead letter, with one of `DEAD_LETTER_REASONS`): the payload is a JSON object;
+`sensor_id` and `timestamp` are present and not null; `sensor_id` is a non-empty string; `timestamp` is a string
+`YYYY-MM-DDTHH:MM:SS[.f]Z` naming a real instant after 1970-01-01T00:00:00Z; temperature, humidity and pressure
+are each a JSON number, null, or absent. Optional descriptive fields (location, device_info, is_anomaly,
+anomaly_type) of the wrong type become null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+SCHEMA_VERSION = 1
+CHANNELS = ("temperature", "humidity", "pressure")
+"""The measured channels."""
+
+COLUMNS = (
+    "sensor_id", "timestamp", "temperature", "humidity", "pressure", "is_anomaly", "anomaly_type",
+    "building", "floor", "room", "model", "firmware_version", "battery_level",
+)  # fmt: skip
+"""The flat columns of an events DataFrame; :func:`serialize` nests location and device_info."""
+
+DEAD_LETTER_REASONS = ("invalid_json", "missing_field", "wrong_type")
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$"
+
+EVENT_COLUMNS = [
+    "sensor_id", "event_time", "temperature", "humidity", "pressure", "is_anomaly", "anomaly_type",
+    "building", "floor", "room", "device_model", "firmware_version", "battery_level",
+]
+"""A valid event, flat: what `read_event` returns (with `event_ms` for `event_time`) and the columns of
+`events_frame`."""
+
+_TS_RE = re.compile(TIMESTAMP_PATTERN)
+_EPOCH = datetime(1970, 1, 1)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def epoch_ms(value: Any) -> int | None:
+    """Epoch milliseconds of an ISO-8601 UTC timestamp string (truncated to milliseconds); None if it is not one."""
+    if not isinstance(value, str) or not _TS_RE.match(value):
+        return None
+    try:  # the pattern fixed every digit's position; datetime() rejects days that do not exist
+        base = datetime(int(value[:4]), int(value[5:7]), int(value[8:10]),
+                        int(value[11:13]), int(value[14:16]), int(value[17:19]))  # fmt: skip
+    except ValueError:
+        return None
+    frac = value[20:-1]
+    return (base - _EPOCH) // _ONE_MS + (int((frac + "000")[:3]) if frac else 0)
+
+
+def parse_timestamp(value: Any) -> pd.Timestamp | None:
+    """The instant an ISO-8601 UTC timestamp names, truncated to milliseconds; None if it is not one."""
+    ms = epoch_ms(value)
+    return None if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _invalid_reason(obj: Any) -> str | None:
+    """Why a decoded JSON value is not a valid event (one of `DEAD_LETTER_REASONS`), or None."""
+    if not isinstance(obj, dict):
+        return "invalid_json"
+    if obj.get("sensor_id") is None or obj.get("timestamp") is None:
+        return "missing_field"
+    sensor_id = obj["sensor_id"]
+    if not isinstance(sensor_id, str) or not sensor_id:
+        return "wrong_type"
+    ms = epoch_ms(obj["timestamp"])
+    if ms is None or ms <= 0:
+        return "wrong_type"
+    for channel in CHANNELS:
+        value = obj.get(channel)
+        if value is not None and not _is_number(value):
+            return "wrong_type"
+    return None
+
+
+def read_event(payload: bytes | str | None) -> tuple[str | None, dict[str, Any] | None]:
+    """Decode and check one raw Kafka value, parsing it once: (dead-letter reason, None) or (None, flat event).
+
+    The flat event has `EVENT_COLUMNS`, except `event_ms` (epoch milliseconds) in place of `event_time`.
+    The stream job calls this for every record (as a Python UDF); batch code calls it through `split_payloads`.
+    """
+    try:
+        obj = orjson.loads(payload)  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, TypeError):
+        return "invalid_json", None
+    reason = _invalid_reason(obj)
+    return (reason, None) if reason else (None, _flat_event(obj))
+
+
+def dead_letter_reason(payload: bytes | str | None) -> str | None:
+    """Why a raw Kafka value is a dead letter (one of `DEAD_LETTER_REASONS`), or None if it is a valid event."""
+    return read_event(payload)[0]
+
+
+def _field(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else None
+
+
+def _scalar(value: Any, kind: type) -> Any:
+    """A descriptive field as the stream reads it: the right type or None."""
+    if kind is str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        return None
+    if kind is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if kind is float:
+        return float(value) if _is_number(value) else None
+    return None
+
+
+def _flat_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    location, device = event.get("location"), event.get("device_info")
+    anomaly = event.get("is_anomaly")
+    return {
+        "sensor_id": event["sensor_id"],
+        "event_ms": epoch_ms(event["timestamp"]),
+        "temperature": _scalar(event.get("temperature"), float),
+        "humidity": _scalar(event.get("humidity"), float),
+        "pressure": _scalar(event.get("pressure"), float),
+        "is_anomaly": anomaly is True or anomaly == "true",
+        "anomaly_type": _scalar(event.get("anomaly_type"), str) or "none",
+        "building": _scalar(_field(location, "building"), str),
+        "floor": _scalar(_field(location, "floor"), int),
+        "room": _scalar(_field(location, "room"), str),
+        "device_model": _scalar(_field(device, "model"), str),
+        "firmware_version": _scalar(_field(device, "firmware_version"), str),
+        "battery_level": _scalar(_field(device, "battery_level"), float),
+    }
+
+
+def _with_event_time(row: dict[str, Any]) -> dict[str, Any]:
+    row["event_time"] = pd.Timestamp(row.pop("event_ms"), unit="ms", tz="UTC")
+    return row
+
+
+def flatten_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """One valid event (nested, as on the topic) as a flat row of `EVENT_COLUMNS`."""
+    return _with_event_time(_flat_event(event))
+
+
+def split_payloads(payloads: Iterable[bytes | str]) -> tuple[pd.DataFrame, list[tuple[bytes | str, str]]]:
+    """Raw Kafka values, in arrival order, as (flat valid events, [(payload, reason)] dead letters)."""
+    rows, dead = [], []
+    for payload in payloads:
+        reason, row = read_event(payload)
+        if reason:
+            dead.append((payload, reason))
+        else:
+            rows.append(_with_event_time(row))
+    return events_frame(rows), dead
+
+
+def events_frame(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Events, nested (as produced) or already flat, as a DataFrame of `EVENT_COLUMNS` with proper dtypes."""
+    if isinstance(events, pd.DataFrame):
+        records = events.to_dict("records")
+    else:
+        records = list(events)
+    rows = [r if "event_time" in r else flatten_event(r) for r in records]
+    frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True).astype("datetime64[ms, UTC]")
+    for col in ("temperature", "humidity", "pressure", "battery_level"):
+        frame[col] = frame[col].astype("float64")
+    frame["floor"] = frame["floor"].astype("Int32")
+    frame["is_anomaly"] = frame["is_anomaly"].astype(bool)
+    return frame
+
+
+# -- writing ---------------------------------------------------------------------------------------------------
+
+_TEMPLATE = (
+    b'{"schema_version":1,"sensor_id":%b,"timestamp":"%bZ","temperature":%b,"humidity":%b,"pressure":%b,'
+    b'"is_anomaly":%b,"anomaly_type":%b,"location":{"building":%b,"floor":%b,"room":%b},'
+    b'"device_info":{"model":%b,"firmware_version":%b,"battery_level":%b}}'
+)
+
+
+def _numbers(values: Any) -> list[bytes]:
+    """JSON literals of a numeric column (NaN becomes null), in one orjson call."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return []
+    return orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+
+
+def _strings(values: Any) -> list[bytes]:
+    """JSON string literals of a column, encoding each distinct value once."""
+    codes, uniques = pd.factorize(pd.Series(values, copy=False), use_na_sentinel=False)
+    encoded = [b"null" if pd.isna(u) else orjson.dumps(str(u)) for u in uniques]
+    return [encoded[c] for c in codes.tolist()]
+
+
+def _timestamps(values: Any) -> list[bytes]:
+    ts = pd.DatetimeIndex(values)
+    if ts.tz is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return np.datetime_as_string(ts.to_numpy().astype("datetime64[ms]"), unit="ms").astype("S").tolist()
+
+
+def serialize(events: pd.DataFrame) -> tuple[list[bytes], list[bytes]]:
+    """Kafka keys (sensor_id, UTF-8) and values (event JSON, schema version 1) for an events DataFrame."""
+    missing = [c for c in COLUMNS if c not in events.columns]
+    if missing:
+        raise ValueError(f"events lack columns {missing}")
+    keys = [s.encode() for s in events["sensor_id"].astype(str)] if len(events) else []
+    floors = np.asarray(events["floor"], dtype=np.int64)
+    floor_json = orjson.dumps(floors, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",") if len(floors) else []
+    columns = [
+        _strings(events["sensor_id"]),
+        _timestamps(events["timestamp"]),
+        _numbers(events["temperature"]),
+        _numbers(events["humidity"]),
+        _numbers(events["pressure"]),
+        [b"true" if a else b"false" for a in events["is_anomaly"].tolist()],
+        _strings(events["anomaly_type"]),
+        _strings(events["building"]),
+        floor_json,
+        _strings(events["room"]),
+        _strings(events["model"]),
+        _strings(events["firmware_version"]),
+        _numbers(events["battery_level"]),
+    ]
+    template = _TEMPLATE
+    return keys, [template % row for row in zip(*columns)]
+
+
+def to_dicts(events: pd.DataFrame) -> list[dict[str, Any]]:
+    """Events as nested dicts, exactly as they travel on the wire (useful to show or validate a sample)."""
+    return [orjson.loads(v) for v in serialize(events)[1]]
+
+
+@cache
+def event_schema() -> dict[str, Any]:
+    """The JSON Schema of one event (``schemas/sensor_event.schema.json`` in the package)."""
+    text = resources.files("sensorops").joinpath("schemas/sensor_event.schema.json").read_text()
+    return json.loads(text)
+
+
+def validate(events: list[dict[str, Any]]) -> list[str]:
+    """Schema violations of the given events, as ``"event N: message"`` lines (empty when all are valid)."""
+    import jsonschema  # only needed here
+
+    checker = jsonschema.Draft202012Validator(event_schema())  # the schema uses patterns, not `format`
+    return [f"event {i}: {err.message}" for i, e in enumerate(events) for err in checker.iter_errors(e)]

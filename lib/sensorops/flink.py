@@ -1,0 +1,241 @@
+"""The Flink session cluster's client: submit a PyFlink job file, follow it, cancel it and resume it.
+
+Every job of the project (the stream job today, the scoring job next) goes through here. Submission runs Flink's own
+command-line client (`flink run -py FILE`, through `platform.local.flink_cli`) against `FLINK_REST_URL`; everything
+else is the REST API. A job is known by its name: submitting a name that is already active returns the running job
+instead of starting a second one (a file lock makes two concurrent submissions safe), and cancelling remembers the
+job's latest checkpoint, from which the next submission of that name resumes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+
+from sensorops import config
+from sensorops.errors import ServiceUnavailable, UserError
+from sensorops.waiting import wait_until
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "RECONCILING", "FAILING", "CANCELLING")
+FINAL_STATES = ("FAILED", "CANCELED", "FINISHED")
+
+
+@dataclass
+class JobStatus:
+    """What the Flink REST API says about one job."""
+
+    job_id: str
+    name: str
+    state: str
+    started: float = 0.0
+    """Epoch seconds."""
+    duration_s: float = 0.0
+    records_in: int = 0
+    """Records read from the source topic."""
+    records_out: dict[str, int] = field(default_factory=dict)
+    """Records received by each sink, by sink table name."""
+    checkpoints_completed: int = 0
+    last_checkpoint: str = ""
+    """External path of the latest completed checkpoint (where a resubmission resumes)."""
+
+    @property
+    def running(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records_in / self.duration_s if self.duration_s > 0 else 0.0
+
+
+def _rest(path: str, method: str = "GET", timeout: float = 10.0, **kwargs: Any) -> Any:
+    url = config.load().flink_rest_url + path
+    try:
+        response = requests.request(method, url, timeout=timeout, **kwargs)
+    except requests.RequestException as exc:
+        raise ServiceUnavailable(f"Flink is not reachable at {url} ({exc}). Start the platform with `make up`.")
+    if response.status_code == 404:
+        raise UserError(f"Flink has no {path}")
+    response.raise_for_status()
+    return response.json() if response.content else {}
+
+
+def jobs(name: str | None = None) -> list[dict[str, Any]]:
+    """The cluster's jobs (newest first), optionally only those called `name`."""
+    listed = _rest("/jobs/overview").get("jobs", [])
+    listed.sort(key=lambda j: j.get("start-time", 0), reverse=True)
+    return [j for j in listed if name is None or j["name"] == name]
+
+
+def find_active(name: str) -> str | None:
+    """The id of the running (or starting, restarting) job called `name`, if any."""
+    for job in jobs(name):
+        if job["state"] in ACTIVE_STATES:
+            return job["jid"]
+    return None
+
+
+def _sum_metric(job_id: str, vertex_id: str, metric: str) -> int:
+    got = _rest(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics", params={"get": metric, "agg": "sum"})
+    return int(float(got[0]["sum"])) if got else 0
+
+
+def _operator_metrics(job_id: str, vertex_id: str) -> list[str]:
+    return [m["id"] for m in _rest(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics")]
+
+
+WriterName = Callable[[dict[str, Any]], str]
+"""Names the file sink of a vertex: Flink's file writers do not carry their table's name in their metrics."""
+
+_KAFKA_WRITER = re.compile(r"^(\w+)\[\d+\].*__Writer\.numRecordsIn$")
+
+
+def _count_metrics(job_id: str, vertex: dict[str, Any], file_writer: WriterName) -> list[tuple[str, str | None]]:
+    """(metric, sink table) pairs to sum in a vertex; sink None for a source's records read."""
+    try:
+        available = _operator_metrics(job_id, vertex["id"])
+    except (UserError, requests.HTTPError):
+        return []
+    pairs: list[tuple[str, str | None]] = []
+    for metric in available:
+        if metric.startswith("Source__") and metric.endswith(".numRecordsOut"):
+            pairs.append((metric, None))
+        elif metric == "StreamingFileWriter.numRecordsIn":
+            pairs.append((metric, file_writer(vertex)))
+        elif sink := _KAFKA_WRITER.match(metric):
+            pairs.append((metric, sink.group(1)))
+    return pairs
+
+
+def _vertex_name(vertex: dict[str, Any]) -> str:
+    return f"file sink of {vertex['name'][:40]}"
+
+
+def status(name: str = "", job_id: str | None = None, file_writer: WriterName = _vertex_name) -> JobStatus:
+    """State, record counts and checkpoints of the newest job called `name` (or of `job_id`).
+
+    Records are counted as the sources read them and as each sink table receives them.
+    """
+    if job_id is None:
+        listed = jobs(name)
+        if not listed:
+            raise UserError(f"no Flink job called {name!r}; start it with `sensorops stream submit`")
+        job_id = listed[0]["jid"]
+    detail = _rest(f"/jobs/{job_id}")
+    result = JobStatus(
+        job_id=job_id, name=detail["name"], state=detail["state"],
+        started=detail.get("start-time", 0) / 1000, duration_s=detail.get("duration", 0) / 1000,
+    )  # fmt: skip
+    if result.running:
+        for vertex in detail.get("vertices", []):
+            for metric, sink in _count_metrics(job_id, vertex, file_writer):
+                value = _sum_metric(job_id, vertex["id"], metric)
+                if sink is None:
+                    result.records_in += value
+                else:
+                    result.records_out[sink] = result.records_out.get(sink, 0) + value
+    try:
+        checkpoints = _rest(f"/jobs/{job_id}/checkpoints")
+    except (UserError, requests.HTTPError):
+        checkpoints = {}
+    result.checkpoints_completed = checkpoints.get("counts", {}).get("completed", 0)
+    latest = (checkpoints.get("latest") or {}).get("completed") or {}
+    result.last_checkpoint = latest.get("external_path", "")
+    return result
+
+
+def _state_file(name: str) -> Path:
+    return config.load().home / "stream" / f"{name}.json"  # where the stream job kept them before there were others
+
+
+def _remember(name: str, **values: Any) -> None:
+    path = _state_file(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved.update(values)
+    path.write_text(json.dumps(saved, indent=2))
+
+
+def resume_point(name: str) -> str:
+    """The checkpoint or savepoint a resubmission of `name` starts from ('' for a fresh start)."""
+    path = _state_file(name)
+    return json.loads(path.read_text()).get("resume_from", "") if path.exists() else ""
+
+
+def rest_address(url: str) -> str:
+    """`host:port` of a Flink REST URL, as `flink run -m` takes it (so a client anywhere reaches that cluster)."""
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if not parsed.hostname:
+        raise UserError(f"FLINK_REST_URL {url!r} names no host; set it like http://127.0.0.1:8081")
+    return f"{parsed.hostname}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+
+
+def submit(
+    job_file: Path, name: str, args: Sequence[str] = (), *, fresh: bool = False, timeout: float = 180.0
+) -> tuple[str, bool]:
+    """Submit `job_file` (run with `args`) as the job `name`, unless a job of that name is active.
+
+    Resumes from the checkpoint recorded when the previous run was cancelled, unless `fresh`.
+    Returns (job id, whether a new job was started).
+    """
+    from sensorops.platform import local
+
+    lock_path = _state_file(name).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two submissions at once must not both start a job
+        existing = find_active(name)
+        if existing:
+            log.info("job %s is already running as %s", name, existing)
+            return existing, False
+        resume = "" if fresh else resume_point(name)
+        command = ["run", "-d", "-m", rest_address(config.load().flink_rest_url)]
+        command += ["-s", resume, "--allowNonRestoredState"] if resume else []
+        command += ["-py", str(job_file), *args]
+        log.info("submitting %s%s", name, f" from {resume}" if resume else "")
+        done = local.flink_cli(*command, timeout=timeout)
+        job_id = next((line.rsplit(" ", 1)[-1] for line in done.stdout.splitlines() if "JobID" in line), "")
+        if not job_id:
+            raise UserError(f"the Flink client submitted {name} but printed no job id: {done.stdout[-500:]}")
+        _remember(name, job_id=job_id, args=list(args), resume_from="")
+        return job_id, True
+
+
+def wait_running(job_id: str, timeout: float = 90.0) -> JobStatus:
+    """Wait until every task of the job runs (so it reads its source); raise if it fails first."""
+
+    def started() -> bool:
+        detail = _rest(f"/jobs/{job_id}")
+        if detail["state"] in FINAL_STATES:
+            raise UserError(f"job {job_id} is {detail['state']}; see `sensorops stream status` and the Flink UI")
+        return detail["state"] == "RUNNING" and {v["status"] for v in detail.get("vertices", [])} == {"RUNNING"}
+
+    wait_until(started, timeout=timeout, interval=1, message=f"job {job_id} did not start")
+    return status(job_id=job_id)
+
+
+def cancel(name: str, timeout: float = 60.0) -> JobStatus | None:
+    """Cancel the active job called `name`, remembering its latest checkpoint for the next submission.
+
+    Returns its final status (whatever it is after `timeout`), or None when nothing was running.
+    """
+    job_id = find_active(name)
+    if not job_id:
+        return None
+    _rest(f"/jobs/{job_id}", method="PATCH", params={"mode": "cancel"})
+    final = wait_until(lambda: status(job_id=job_id), lambda s: s.state in FINAL_STATES, timeout=timeout,
+                       message=f"job {name} ({job_id}) did not stop after it was cancelled")  # fmt: skip
+    if final.last_checkpoint:
+        _remember(name, resume_from=final.last_checkpoint)
+    log.info("cancelled %s (%s); resume point %s", name, job_id, final.last_checkpoint or "none")
+    return final

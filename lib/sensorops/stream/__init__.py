@@ -1,0 +1,27 @@
+"""The stream job: Kafka sensor events -> features, window aggregates, dead letters and an S3 archive.
+
+`job` defines it (Flink SQL and one Python UDF), `control` runs it on the session cluster, `topics` feeds and reads
+its topics. What it archives is read with `sensorops.archive`.
+"""
+
+from sensorops.stream.control import JOB_FILE, cancel, prepare, status, submit
+from sensorops.stream.job import (
+    DEFAULT_JOB_NAME,
+    FEATURE_TYPES,
+    GUARANTEES,
+    PARSED_FIELDS,
+    JobSql,
+    StreamJobConfig,
+    job_configuration,
+    parse_event,
+    parse_job_args,
+    run_job,
+    statements,
+)
+from sensorops.stream.topics import batch_start, features_frame
+
+__all__ = [
+    "DEFAULT_JOB_NAME", "FEATURE_TYPES", "GUARANTEES", "JOB_FILE", "PARSED_FIELDS", "JobSql", "StreamJobConfig",
+    "batch_start", "cancel", "features_frame", "job_configuration", "parse_event", "parse_job_args", "prepare",
+    "run_job", "statements", "status", "submit",
+]

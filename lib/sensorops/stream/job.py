@@ -1,0 +1,305 @@
+"""The stream job: Kafka sensor events -> features, window aggregates, dead letters and an S3 archive.
+
+The job is Flink SQL, assembled here (`statements`), with one Python UDF that decodes each record once
+(`parse_event`); it is run by `sensorops/jobs/sensor_stream.py` inside the Flink client. This module only defines
+the job; `stream.control` submits it to the session cluster through `sensorops.flink`.
+
+Delivery guarantees, per sink:
+- the archive (FileSink, Parquet on S3) commits files on checkpoints: exactly once, visible at checkpoints;
+- the Kafka sinks are transactional (`exactly-once`) by default: `read_committed` consumers see rows only once
+  the checkpoint that covers them completes, so their latency is about a checkpoint interval;
+- the features topic feeds real-time scoring, so its guarantee is a setting (`features_guarantee`), by default
+  `at-least-once`: rows are visible within milliseconds (p99 under 1 s at 1,000 events/s, against about a
+  checkpoint interval with `exactly-once`), and after a failure some may appear twice (a scorer that keys its
+  output by sensor and event time absorbs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sensorops import archive, config, events, features
+from sensorops.errors import UserError
+
+DEFAULT_JOB_NAME = "sensorops-stream"
+GUARANTEES = ("exactly-once", "at-least-once", "none")
+
+
+@dataclass
+class StreamJobConfig:
+    """Everything that parameterises one deployment of the stream job."""
+
+    name: str = DEFAULT_JOB_NAME
+    source_topic: str = config.SENSOR_TOPIC
+    features_topic: str = config.FEATURES_TOPIC
+    aggregates_topic: str = config.AGGREGATES_TOPIC
+    dead_letter_topic: str = config.DEAD_LETTER_TOPIC
+    archive_path: str = archive.ROOT
+    """Raw events go to `<archive_path>/raw/`, features to `<archive_path>/features/`."""
+    group_id: str = ""
+    """Kafka consumer group; defaults to the job name."""
+    bootstrap_servers: str = ""
+    """Defaults to the configured `KAFKA_BOOTSTRAP_SERVERS`."""
+    parallelism: int = 1
+    checkpoint_interval_s: float = 10.0
+    watermark_delay_s: float = 5.0
+    idle_timeout_s: float = 10.0
+    window_minutes: int = 1
+    features_guarantee: str = "at-least-once"
+    """Guarantee of the features topic: low latency for real-time scoring (see the module docstring)."""
+    kafka_guarantee: str = "exactly-once"
+    """Guarantee of the aggregates and dead-letter sinks."""
+    archive: bool = True
+    aggregates: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+    """Further Flink configuration for the job (`key=value`)."""
+
+    def __post_init__(self) -> None:
+        for guarantee in (self.features_guarantee, self.kafka_guarantee):
+            if guarantee not in GUARANTEES:
+                raise UserError(f"unknown delivery guarantee {guarantee!r}; choose one of {', '.join(GUARANTEES)}")
+        if self.checkpoint_interval_s <= 0 or self.watermark_delay_s < 0 or self.parallelism < 1:
+            raise UserError("checkpoint interval and parallelism must be positive, the watermark delay not negative")
+        self.group_id = self.group_id or self.name
+        self.bootstrap_servers = self.bootstrap_servers or config.load().kafka_bootstrap_servers
+        self.archive_path = self.archive_path.rstrip("/")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> StreamJobConfig:
+        return cls(**json.loads(text))
+
+
+# -- the job in SQL --------------------------------------------------------------------------------------------
+
+
+def _kafka_sink(topic: str, servers: str, guarantee: str, prefix: str, key: str | None = None) -> str:
+    options = {
+        "connector": "kafka",
+        "topic": topic,
+        "properties.bootstrap.servers": servers,
+        "sink.delivery-guarantee": guarantee,
+        "value.format": "json",
+        "value.json.timestamp-format.standard": "ISO-8601",
+        "value.json.encode.ignore-null-fields": "false",
+        "properties.linger.ms": "5",  # fuller batches: fewer requests for the broker to handle
+        "properties.batch.size": "262144",
+    }
+    if guarantee == "exactly-once":
+        options["sink.transactional-id-prefix"] = prefix
+        options["properties.transaction.timeout.ms"] = "600000"  # below the broker's 15 min maximum
+    if key:
+        options.update({"key.format": "raw", "key.fields": key, "value.fields-include": "ALL"})
+    return _with(options)
+
+
+def _with(options: dict[str, str]) -> str:
+    return "WITH (\n  " + ",\n  ".join(f"'{k}' = '{v}'" for k, v in options.items()) + "\n)"
+
+
+def _parquet_sink(path: str) -> dict[str, str]:
+    return {
+        "connector": "filesystem",
+        "path": path,
+        "format": "parquet",
+        "parquet.compression": "SNAPPY",
+        "parquet.write.int64.timestamp": "true",  # INT64 milliseconds, not the legacy INT96
+        "parquet.timestamp.time.unit": "millis",
+        # Plain encoding: dictionaries of near-unique doubles and payloads cost CPU and save little space.
+        "parquet.enable.dictionary": "false",
+        "sink.partition-commit.policy.kind": "success-file",
+        "sink.partition-commit.delay": "0 s",
+    }
+
+
+FEATURE_TYPES = {
+    "sensor_id": "STRING", "event_time": "TIMESTAMP_LTZ(3)", "temperature": "DOUBLE", "humidity": "DOUBLE",
+    "pressure": "DOUBLE", "is_anomaly": "BOOLEAN", "anomaly_type": "STRING", "building": "STRING", "floor": "INT",
+    "room": "STRING", "device_model": "STRING", "firmware_version": "STRING", "battery_level": "DOUBLE",
+    "hour": "INT", "day_of_week": "INT", "is_weekend": "BOOLEAN", "is_business_hours": "BOOLEAN",
+    "trend_category": "STRING",
+}  # fmt: skip
+"""Flink types of the feature columns; the rest are DOUBLE."""
+
+
+def _feature_schema(exclude: tuple[str, ...] = ()) -> str:
+    return ",\n  ".join(
+        f"`{c}` {FEATURE_TYPES.get(c, 'DOUBLE')}" for c in features.FEATURE_COLUMNS if c not in exclude
+    )
+
+
+PARSED_FIELDS = ("reason", "sensor_id", "event_ms", *events.EVENT_COLUMNS[2:])
+"""What `parse_event` returns for each record: the dead-letter reason, or the flat event (reason NULL)."""
+
+
+def parse_event(payload: str | None) -> Any:
+    """The job's one Python UDF: decode and check a raw value once (`events.read_event`), as a ROW."""
+    from pyflink.common import Row
+
+    reason, event = events.read_event(payload)
+    if event is None:
+        return Row(reason, *[None] * (len(PARSED_FIELDS) - 1))
+    return Row(None, *(event[f] for f in PARSED_FIELDS[1:]))
+
+
+def parse_event_udf() -> Any:
+    from pyflink.table.udf import udf
+
+    types = {"reason": "STRING", "event_ms": "BIGINT", **FEATURE_TYPES}
+    fields = ", ".join(f"`{f}` {types.get(f, 'DOUBLE')}" for f in PARSED_FIELDS)
+    return udf(parse_event, result_type=f"ROW<{fields}>")
+
+
+@dataclass
+class JobSql:
+    """The job as SQL, in the order `run_job` applies it."""
+
+    source: str
+    """The Kafka source table: each value as a raw string, with its partition, offset and timestamp."""
+    parse: str
+    """The query that decodes every value once with the `parse_event` UDF (SQL's JSON functions parse the payload
+    again for each field they extract). `run_job` gives its rows event time and a watermark: the view `parsed`."""
+    watermark: str
+    """The watermark of `parsed`: bounded out-of-orderness on `event_time`."""
+    views: list[str]
+    """Views and sink tables over `parsed`."""
+    inserts: list[str]
+    """The INSERTs, which run together as one Flink job."""
+
+
+def statements(cfg: StreamJobConfig) -> JobSql:
+    """The job's SQL: source, parse, views and sinks, inserts."""
+    source = {
+        "connector": "kafka",
+        "topic": cfg.source_topic,
+        "properties.bootstrap.servers": cfg.bootstrap_servers,
+        "properties.group.id": cfg.group_id,
+        "properties.auto.offset.reset": "earliest",
+        "scan.startup.mode": "group-offsets",
+        "value.format": "raw",
+        "value.raw.charset": "UTF-8",
+    }
+    source_ddl = f"""CREATE TEMPORARY TABLE sensor_source (
+  payload STRING,
+  kafka_partition INT METADATA FROM 'partition' VIRTUAL,
+  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
+) {_with(source)}"""
+    parse = ("SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
+             "FROM (SELECT *, parse_event(payload) AS e FROM sensor_source)")  # fmt: skip
+    ddl = [
+        f"""CREATE TEMPORARY VIEW events AS
+SELECT {", ".join(f"`{c}`" for c in events.EVENT_COLUMNS)}, event_ms, proc_time,
+  payload, kafka_partition, kafka_offset, kafka_timestamp,
+  COALESCE(event_time < CURRENT_WATERMARK(event_time), FALSE) AS is_late
+FROM parsed WHERE reason IS NULL""",
+    ]
+    ddl.append(f"CREATE TEMPORARY VIEW feature_rows AS {features.flink_sql('events')}")
+    ddl.append(f"""CREATE TEMPORARY TABLE dead_letter_sink (
+  payload STRING, reason STRING, kafka_partition INT, kafka_offset BIGINT, kafka_timestamp TIMESTAMP_LTZ(3)
+) {_kafka_sink(cfg.dead_letter_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-dlq")}""")
+    ddl.append(f"""CREATE TEMPORARY TABLE features_sink (
+  {_feature_schema()}
+) {_kafka_sink(cfg.features_topic, cfg.bootstrap_servers, cfg.features_guarantee, f"{cfg.name}-features",
+               key="sensor_id")}""")
+    inserts = [
+        "INSERT INTO dead_letter_sink SELECT payload, reason, kafka_partition, kafka_offset, kafka_timestamp "
+        "FROM parsed WHERE reason IS NOT NULL",
+        "INSERT INTO features_sink SELECT * FROM feature_rows",
+    ]
+    if cfg.archive:
+        partitions = archive.partition_sql()
+        declared, partitioned_by = archive.partition_columns_sql()
+        ddl.append(f"""CREATE TEMPORARY TABLE raw_archive (
+  sensor_id STRING, event_time TIMESTAMP_LTZ(3), payload STRING, kafka_partition INT, kafka_offset BIGINT,
+  kafka_timestamp TIMESTAMP_LTZ(3), is_late BOOLEAN, {declared}
+) PARTITIONED BY ({partitioned_by}) {_with(_parquet_sink(f"{cfg.archive_path}/raw"))}""")
+        ddl.append(f"""CREATE TEMPORARY TABLE features_archive (
+  {_feature_schema(exclude=("hour",))},
+  {declared}
+) PARTITIONED BY ({partitioned_by}) {_with(_parquet_sink(f"{cfg.archive_path}/features"))}""")
+        columns = ", ".join(f"`{c}`" for c in features.FEATURE_COLUMNS if c != "hour")
+        inserts += [
+            "INSERT INTO raw_archive SELECT sensor_id, event_time, payload, kafka_partition, kafka_offset, "
+            f"kafka_timestamp, is_late, {partitions} FROM events",
+            f"INSERT INTO features_archive SELECT {columns}, {partitions} FROM feature_rows",
+        ]
+    if cfg.aggregates:
+        ddl.append(f"""CREATE TEMPORARY TABLE aggregates_sink (
+  `level` STRING, `key` STRING, window_start TIMESTAMP_LTZ(3), window_end TIMESTAMP_LTZ(3),
+  event_count BIGINT, anomaly_count BIGINT,
+  {", ".join(f"{c}_{s} DOUBLE" for c in features.CHANNELS for s in ("min", "max", "mean", "std"))}
+) {_kafka_sink(cfg.aggregates_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-aggregates",
+               key="key")}""")
+        stats = ", ".join(
+            f"MIN({c}), MAX({c}), AVG({c}), SQRT(GREATEST(AVG({c} * {c}) - AVG({c}) * AVG({c}), 0E0))"
+            for c in features.CHANNELS
+        )
+        window = f"TABLE(TUMBLE(TABLE events, DESCRIPTOR(event_time), INTERVAL '{cfg.window_minutes}' MINUTES))"
+        for level, key in (("sensor", "sensor_id"), ("building", "building")):
+            inserts.append(
+                f"INSERT INTO aggregates_sink SELECT '{level}', {key}, window_start, window_end, "
+                f"COUNT(*), COUNT(*) FILTER (WHERE is_anomaly), {stats} "
+                f"FROM {window} WHERE {key} IS NOT NULL GROUP BY {key}, window_start, window_end"
+            )
+    watermark = f"event_time - INTERVAL '{cfg.watermark_delay_s:g}' SECOND"
+    return JobSql(source_ddl, parse, watermark, ddl, inserts)
+
+
+def job_configuration(cfg: StreamJobConfig) -> dict[str, str]:
+    """Flink configuration the job sets for itself: checkpoints, restarts, time zone, parallelism."""
+    return {
+        "pipeline.name": cfg.name,
+        "parallelism.default": str(cfg.parallelism),
+        "table.local-time-zone": "UTC",
+        "pipeline.object-reuse": "true",  # chained SQL operators do not copy every row for each of their outputs
+        "table.exec.source.idle-timeout": f"{cfg.idle_timeout_s:g} s",
+        "execution.checkpointing.interval": f"{cfg.checkpoint_interval_s:g} s",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "execution.checkpointing.min-pause": "1 s",
+        "restart-strategy.type": "exponential-delay",
+        "restart-strategy.exponential-delay.initial-backoff": "1 s",
+        "restart-strategy.exponential-delay.max-backoff": "30 s",
+        # The UDF runs in a Python worker process, which takes records in bundles: bound a bundle's wait (default
+        # 1 s) so that a feature row still leaves within milliseconds at a low rate.
+        "python.execution-mode": "process",
+        "python.fn-execution.bundle.time": "50",
+        **cfg.extra,
+    }
+
+
+def run_job(cfg: StreamJobConfig) -> None:
+    """Build the job and hand it to the cluster (runs inside `flink run -py`, not in the caller's process)."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import EnvironmentSettings, Schema, StreamTableEnvironment
+
+    env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment(),
+                                        EnvironmentSettings.in_streaming_mode())  # fmt: skip
+    for key, value in job_configuration(cfg).items():
+        env.get_config().set(key, value)
+    sql = statements(cfg)
+    env.execute_sql(sql.source)
+    env.create_temporary_function("parse_event", parse_event_udf())
+    # SQL declares watermarks only on tables, so the decoded rows pass through a stream that gets one.
+    timed = Schema.new_builder().column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(event_ms, 0), 3)")
+    timed = timed.column_by_expression("proc_time", "PROCTIME()").watermark("event_time", sql.watermark).build()
+    env.create_temporary_view("parsed", env.from_data_stream(env.to_data_stream(env.sql_query(sql.parse)), timed))
+    for statement in sql.views:
+        env.execute_sql(statement)
+    statement_set = env.create_statement_set()
+    for insert in sql.inserts:
+        statement_set.add_insert_sql(insert)
+    statement_set.execute()
+
+
+def parse_job_args(argv: list[str]) -> StreamJobConfig:
+    parser = argparse.ArgumentParser(prog="sensor_stream")
+    parser.add_argument("--config-json", required=True)
+    return StreamJobConfig.from_json(parser.parse_args(argv).config_json)
