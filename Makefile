@@ -11,8 +11,12 @@ STAMP := $(VENV)/.installed
 # Chromium opens the rendered book in its test.
 APT_FOR := java:openjdk-17-jre-headless mvn:maven chromium:chromium
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+# The book's tooling lives in tools/ (not installed, not in the cluster image); it runs with tools/ on the path.
+BOOK := PYTHONPATH=$(CURDIR)/tools $(BIN)/python -m sensorops_book
+# Extras: platform (the local services, Airflow included), book (papermill, jupyter-book, JupyterLab), test.
+EXTRAS := all
 
-.PHONY: help run test install up status down clean notebooks book lab bench lock unit integration
+.PHONY: help run test lint install up status down clean notebooks book lab bench lock unit integration
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,10 +27,14 @@ run: up notebooks book  ## start the platform, execute every notebook, build the
 	@$(SENSOROPS) platform status || true
 	@echo "Credentials are in $(CURDIR)/.env. Stop everything with: make down"
 
-test: up  ## the whole suite: unit, integration (live services), notebooks, book, platform lifecycle
+test: lint up  ## the whole suite: lint, unit, integration (live services), notebooks, book, platform lifecycle
 	$(PYTEST) tests/unit tests/integration -m "not lifecycle"
 	$(PYTEST) tests/notebooks -m notebooks
 	$(PYTEST) tests/integration -m lifecycle
+
+lint: $(STAMP)  ## ruff: lint and format check (fix with: .venv/bin/ruff format . && .venv/bin/ruff check --fix .)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 unit: $(STAMP)  ## unit tests only (no services)
 	$(PYTEST) tests/unit
@@ -45,7 +53,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Python 3.11 or 3.12)."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e .
+	$(BIN)/pip install -q -c requirements.lock -e '.[$(EXTRAS)]'
 	@touch $@
 
 up: $(STAMP)  ## start the platform (installs what is missing) and wait until every service is healthy
@@ -62,19 +70,19 @@ clean:  ## stop everything and delete the platform's data and the build output
 	rm -rf _build
 
 notebooks: up  ## execute every notebook in order into _build/notebooks/
-	$(BIN)/python -m sensorops.book notebooks
+	$(BOOK) notebooks
 
 book: $(STAMP)  ## build the HTML book from the executed notebooks (warnings are errors)
-	$(BIN)/python -m sensorops.book build
+	$(BOOK) build
 
 lab: up  ## JupyterLab on the notebooks, with the platform's settings in the environment
-	$(BIN)/python -m sensorops.book lab
+	$(BOOK) lab
 
 bench: up  ## benchmarks: print events/s and latencies
 	$(SENSOROPS) bench generate
 	$(SENSOROPS) bench stream
 
 lock:  ## re-pin every Python package after changing pyproject.toml
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
 	{ head -2 requirements.lock; $(BIN)/pip freeze --exclude-editable; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock

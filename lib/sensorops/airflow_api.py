@@ -50,12 +50,16 @@ class AirflowClient:
                 return response.json()
             time.sleep(2)
         errors = self.get("/importErrors").get("import_errors", [])
-        detail = "; ".join(f"{e['filename']}: {e['stack_trace'].splitlines()[-1]}" for e in errors) or "no import errors"
+        detail = (
+            "; ".join(f"{e['filename']}: {e['stack_trace'].splitlines()[-1]}" for e in errors) or "no import errors"
+        )
         raise UserError(f"DAG {dag_id!r} did not appear in Airflow within {timeout_s:.0f} s ({detail}).")
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         """Start a run (unpausing the DAG if needed); return its run id."""
-        self.session.patch(f"{self.base}/dags/{dag_id}", json={"is_paused": False}, timeout=self.timeout).raise_for_status()
+        self.session.patch(
+            f"{self.base}/dags/{dag_id}", json={"is_paused": False}, timeout=self.timeout
+        ).raise_for_status()
         response = self.session.post(
             f"{self.base}/dags/{dag_id}/dagRuns",
             json={"logical_date": None, "conf": conf or {}},
@@ -104,8 +108,10 @@ class AirflowClient:
             try_number = max(ti["try_number"], 1)
         response = self.session.get(
             f"{self.base}/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            params={"full_content": "true"}, headers={"Accept": "application/json"}, timeout=self.timeout,
-        )  # fmt: skip
+            params={"full_content": "true"},
+            headers={"Accept": "application/json"},
+            timeout=self.timeout,
+        )
         response.raise_for_status()
         content = response.json().get("content", [])
         if isinstance(content, str):

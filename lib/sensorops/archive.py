@@ -106,9 +106,10 @@ def _path(location: str) -> tuple[str, str]:
 def _data_files(infos: Iterable[pafs.FileInfo]) -> list[str]:
     """Finished data files: not directories, not hidden (Flink's in-progress `.part-*`), not empty."""
     return sorted(
-        i.path for i in infos
+        i.path
+        for i in infos
         if i.type == pafs.FileType.File and not i.base_name.startswith((".", "_")) and (i.size or 0) > 0
-    )  # fmt: skip
+    )
 
 
 def _files_by_partition(fs: pafs.FileSystem, root: str, wanted: set[str] | None) -> dict[str, list[str]]:

@@ -95,8 +95,9 @@ class Settings:
         """These settings with some services at other addresses (`{"kafka": "host:9092", "s3": "http://..."}`)."""
         unknown = set(endpoints) - set(ENDPOINT_FIELDS)
         if unknown:
-            raise UserError(f"unknown service in endpoints: {', '.join(sorted(unknown))}; "
-                            f"choose from {', '.join(ENDPOINT_FIELDS)}")  # fmt: skip
+            raise UserError(
+                f"unknown service in endpoints: {', '.join(sorted(unknown))}; choose from {', '.join(ENDPOINT_FIELDS)}"
+            )
         changes = {ENDPOINT_FIELDS[service]: str(address).rstrip("/") for service, address in endpoints.items()}
         return dataclasses.replace(self, **changes)
 

@@ -38,17 +38,39 @@ CHANNELS = ("temperature", "humidity", "pressure")
 """The measured channels."""
 
 COLUMNS = (
-    "sensor_id", "timestamp", "temperature", "humidity", "pressure", "is_anomaly", "anomaly_type",
-    "building", "floor", "room", "model", "firmware_version", "battery_level",
-)  # fmt: skip
+    "sensor_id",
+    "timestamp",
+    "temperature",
+    "humidity",
+    "pressure",
+    "is_anomaly",
+    "anomaly_type",
+    "building",
+    "floor",
+    "room",
+    "model",
+    "firmware_version",
+    "battery_level",
+)
 """The flat columns of an events DataFrame; :func:`serialize` nests location and device_info."""
 
 DEAD_LETTER_REASONS = ("invalid_json", "missing_field", "wrong_type")
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$"
 
 EVENT_COLUMNS = [
-    "sensor_id", "event_time", "temperature", "humidity", "pressure", "is_anomaly", "anomaly_type",
-    "building", "floor", "room", "device_model", "firmware_version", "battery_level",
+    "sensor_id",
+    "event_time",
+    "temperature",
+    "humidity",
+    "pressure",
+    "is_anomaly",
+    "anomaly_type",
+    "building",
+    "floor",
+    "room",
+    "device_model",
+    "firmware_version",
+    "battery_level",
 ]
 """A valid event, flat: what `read_event` returns (with `event_ms` for `event_time`) and the columns of
 `events_frame`."""
@@ -63,8 +85,9 @@ def epoch_ms(value: Any) -> int | None:
     if not isinstance(value, str) or not _TS_RE.match(value):
         return None
     try:  # the pattern fixed every digit's position; datetime() rejects days that do not exist
-        base = datetime(int(value[:4]), int(value[5:7]), int(value[8:10]),
-                        int(value[11:13]), int(value[14:16]), int(value[17:19]))  # fmt: skip
+        base = datetime(
+            int(value[:4]), int(value[5:7]), int(value[8:10]), int(value[11:13]), int(value[14:16]), int(value[17:19])
+        )
     except ValueError:
         return None
     frac = value[20:-1]

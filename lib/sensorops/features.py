@@ -54,9 +54,7 @@ CHANNELS = dict(zip(events.CHANNELS, ("temp", "humidity", "pressure")))
 """Measured channels and the prefix of their feature columns."""
 
 TEMPORAL_COLUMNS = ["hour", "day_of_week", "is_weekend", "is_business_hours"]
-ROLLING_COLUMNS = [
-    f"{p}_{s}" for p in CHANNELS.values() for s in ("rolling_mean", "rolling_std", "zscore")
-]
+ROLLING_COLUMNS = [f"{p}_{s}" for p in CHANNELS.values() for s in ("rolling_mean", "rolling_std", "zscore")]
 RATE_COLUMNS = [f"{p}_rate_of_change" for p in CHANNELS.values()]
 DERIVED_COLUMNS = ["comfort_index", "temp_humidity_interaction", "trend_category"]
 
@@ -65,7 +63,9 @@ FEATURE_COLUMNS = EVENT_COLUMNS + TEMPORAL_COLUMNS + ROLLING_COLUMNS + RATE_COLU
 
 NUMERIC_FEATURES = (
     ["temperature", "humidity", "pressure", "floor", "battery_level", "hour", "day_of_week"]
-    + ROLLING_COLUMNS + RATE_COLUMNS + ["comfort_index", "temp_humidity_interaction"]
+    + ROLLING_COLUMNS
+    + RATE_COLUMNS
+    + ["comfort_index", "temp_humidity_interaction"]
 )
 """Numeric columns a model can take as they are (booleans and categories need encoding)."""
 
@@ -81,9 +81,7 @@ def compute_features(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.D
     df["hour"] = ts.dt.hour.astype("int32")
     df["day_of_week"] = ts.dt.dayofweek.astype("int32")
     df["is_weekend"] = df["day_of_week"] >= 5
-    df["is_business_hours"] = (
-        ~df["is_weekend"] & (df["hour"] >= BUSINESS_HOURS[0]) & (df["hour"] < BUSINESS_HOURS[1])
-    )
+    df["is_business_hours"] = ~df["is_weekend"] & (df["hour"] >= BUSINESS_HOURS[0]) & (df["hour"] < BUSINESS_HOURS[1])
     by_sensor = df.groupby("sensor_id", sort=False)
     dt_s = (ts - by_sensor["event_time"].shift(1)).dt.total_seconds()
     for channel, prefix in CHANNELS.items():
@@ -91,8 +89,12 @@ def compute_features(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.D
         rolling = by_sensor[channel].rolling(ROLLING_WINDOW, min_periods=1)
         mean = rolling.mean().reset_index(level=0, drop=True).sort_index()
         mean_sq = (
-            (x * x).groupby(df["sensor_id"], sort=False).rolling(ROLLING_WINDOW, min_periods=1).mean()
-            .reset_index(level=0, drop=True).sort_index()
+            (x * x)
+            .groupby(df["sensor_id"], sort=False)
+            .rolling(ROLLING_WINDOW, min_periods=1)
+            .mean()
+            .reset_index(level=0, drop=True)
+            .sort_index()
         )
         var = mean_sq - mean * mean
         var = var.mask(var < TOLERANCE, 0.0)
@@ -106,7 +108,9 @@ def compute_features(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.D
     df["comfort_index"] = t - 0.55 * (1 - 0.01 * rh) * (t - 14.5)
     df["temp_humidity_interaction"] = t * rh / 100.0
     diff, bound = t - df["temp_rolling_mean"], TREND_THRESHOLD + TOLERANCE
-    df["trend_category"] = np.select([t.isna(), diff > bound, diff < -bound], ["unknown", "rising", "falling"], "stable")
+    df["trend_category"] = np.select(
+        [t.isna(), diff > bound, diff < -bound], ["unknown", "rising", "falling"], "stable"
+    )
     return df[FEATURE_COLUMNS]
 
 

@@ -63,7 +63,9 @@ def _rest(path: str, method: str = "GET", timeout: float = 10.0, **kwargs: Any) 
     try:
         response = requests.request(method, url, timeout=timeout, **kwargs)
     except requests.RequestException as exc:
-        raise ServiceUnavailable(f"Flink is not reachable at {url} ({exc}). Start the platform with `make up`.")
+        raise ServiceUnavailable(
+            f"Flink is not reachable at {url} ({exc}). Start the platform with `make up`."
+        ) from exc
     if response.status_code == 404:
         raise UserError(f"Flink has no {path}")
     response.raise_for_status()
@@ -133,9 +135,12 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
         job_id = listed[0]["jid"]
     detail = _rest(f"/jobs/{job_id}")
     result = JobStatus(
-        job_id=job_id, name=detail["name"], state=detail["state"],
-        started=detail.get("start-time", 0) / 1000, duration_s=detail.get("duration", 0) / 1000,
-    )  # fmt: skip
+        job_id=job_id,
+        name=detail["name"],
+        state=detail["state"],
+        started=detail.get("start-time", 0) / 1000,
+        duration_s=detail.get("duration", 0) / 1000,
+    )
     if result.running:
         for vertex in detail.get("vertices", []):
             for metric, sink in _count_metrics(job_id, vertex, file_writer):
@@ -233,8 +238,12 @@ def cancel(name: str, timeout: float = 60.0) -> JobStatus | None:
     if not job_id:
         return None
     _rest(f"/jobs/{job_id}", method="PATCH", params={"mode": "cancel"})
-    final = wait_until(lambda: status(job_id=job_id), lambda s: s.state in FINAL_STATES, timeout=timeout,
-                       message=f"job {name} ({job_id}) did not stop after it was cancelled")  # fmt: skip
+    final = wait_until(
+        lambda: status(job_id=job_id),
+        lambda s: s.state in FINAL_STATES,
+        timeout=timeout,
+        message=f"job {name} ({job_id}) did not stop after it was cancelled",
+    )
     if final.last_checkpoint:
         _remember(name, resume_from=final.last_checkpoint)
     log.info("cancelled %s (%s); resume point %s", name, job_id, final.last_checkpoint or "none")

@@ -157,9 +157,13 @@ class SensorSimulator:
         self._setup_anomalies()
         first_gap = self._rng.geometric(1 / self._gap_mean, n) if self._gap_mean > 0 else np.zeros(n, int)
         self._carry = _Carry(
-            kind=np.zeros(n, np.int8), remaining=first_gap, length=first_gap, pos=np.zeros(n, np.int64),
-            params=np.zeros((n, 4)), stuck=np.full((n, 3), np.nan),
-        )  # fmt: skip
+            kind=np.zeros(n, np.int8),
+            remaining=first_gap,
+            length=first_gap,
+            pos=np.zeros(n, np.int64),
+            params=np.zeros((n, 4)),
+            stuck=np.full((n, 3), np.nan),
+        )
 
     def _setup_anomalies(self) -> None:
         mix = {k: float(self.config.anomaly_mix.get(k, 0.0)) for k in ANOMALY_TYPES[1:]}
@@ -250,15 +254,21 @@ class SensorSimulator:
         t_s = t_ms / 1000.0
         hour = (t_s % 86400) / 3600
         weekday = ((t_s // 86400).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-        col = lambda name: f[name].to_numpy()[:, None]  # noqa: E731
+
+        def col(name: str) -> np.ndarray:
+            return f[name].to_numpy()[:, None]
+
+        def sig(x: np.ndarray) -> np.ndarray:
+            return 1 / (1 + np.exp(-x))
+
         daily = col("temp_daily_amp") * np.cos(2 * np.pi * (hour - 15) / 24)
-        sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
         open_hours = sig((hour - 8) / 0.5) - sig((hour - 18) / 0.5)
         occupancy = np.where(weekday < 5, col("temp_occupancy") * open_hours, -1.0)
         wander = []
         for c in CHANNELS:
             w = sum(
-                col(f"{c}_wander_amp{k}") * np.sin(2 * np.pi * t_s / col(f"{c}_wander_period{k}") + col(f"{c}_wander_phase{k}"))
+                col(f"{c}_wander_amp{k}")
+                * np.sin(2 * np.pi * t_s / col(f"{c}_wander_period{k}") + col(f"{c}_wander_phase{k}"))
                 for k in range(2)
             )
             wander.append(w)
@@ -317,8 +327,9 @@ class SensorSimulator:
         battery = f["battery_start"].to_numpy()[:, None] - 5 - f["battery_drain_per_day"].to_numpy()[:, None] * days
         battery = 5 + np.mod(battery, 95)  # replaced when it reaches 5 %
 
-        # Flatten tick-major: all sensors of tick 0, then tick 1, ...
-        order = lambda a: np.ascontiguousarray(a.T).ravel()  # noqa: E731
+        def order(a: np.ndarray) -> np.ndarray:  # flatten tick-major: all sensors of tick 0, then tick 1, ...
+            return np.ascontiguousarray(a.T).ravel()
+
         sensor_idx = np.tile(np.arange(n), t)
         codes = order(kind)
         frame = pd.DataFrame(
@@ -385,9 +396,12 @@ def simulate(
     a fixed date (a Friday) so that the same arguments always give the same events; pass None for "now".
     """
     cfg = GeneratorConfig(
-        n_sensors=n_sensors, interval_s=interval_s, anomaly_rate=anomaly_rate, seed=seed,
+        n_sensors=n_sensors,
+        interval_s=interval_s,
+        anomaly_rate=anomaly_rate,
+        seed=seed,
         anomaly_mix=dict(anomaly_mix or DEFAULT_MIX),
-    )  # fmt: skip
+    )
     total = ticks_for(None if days else duration_s, days, interval_s)
     sim = SensorSimulator(cfg, start=start)
     frames = list(sim.chunks(total))
@@ -400,5 +414,3 @@ def anomaly_summary(events: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"events": counts, "share": counts / max(len(events), 1)})
     out.index.name = "anomaly_type"
     return out
-
-

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mlflow
@@ -20,8 +18,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.base import BaseEstimator
 
-from sensorops import config, training, training_plots
+from sensorops import config, training
 from sensorops.errors import ServiceUnavailable, UserError
+from sensorops.training import plots
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +47,16 @@ def client(settings: config.Settings | None = None) -> MlflowClient:
 def git_commit() -> str | None:
     """The commit of the checkout the code runs from, with `-dirty` when there are uncommitted changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.ROOT, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=config.ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=config.ROOT, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=config.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{head}-dirty" if dirty else head
@@ -64,25 +69,11 @@ def run_url(run_id: str, settings: config.Settings | None = None) -> str:
     return f"{uri}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
-@contextmanager
-def _deserialization_allowed() -> Iterator[None]:
-    """MLflow refuses to unpickle (or un-skops) a model unless told the source is trusted: our own server is."""
-    key = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
-    before = os.environ.get(key)
-    os.environ[key] = "true"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
-
-
 def load_model(model_uri: str) -> BaseEstimator:
     """A scikit-learn model from the tracking server: `runs:/ID/model`, `models:/NAME@champion`, `models:/m-...`."""
     client()
-    with _deserialization_allowed():
+    # MLflow refuses to unpickle (or un-skops) a model unless told the source is trusted: our own server is.
+    with config.temporary_environment({"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}):
         return mlflow.sklearn.load_model(model_uri)
 
 
@@ -97,8 +88,13 @@ class LoggedModel:
 
 def _period(split: training.TimeSplit) -> dict[str, str]:
     (train_from, train_to), (test_from, test_to) = split.train_period, split.test_period
-    return {"train_from": str(train_from), "train_to": str(train_to), "test_from": str(test_from),
-            "test_to": str(test_to), "cutoff": str(split.cutoff)}  # fmt: skip
+    return {
+        "train_from": str(train_from),
+        "train_to": str(train_to),
+        "test_from": str(test_from),
+        "test_to": str(test_to),
+        "cutoff": str(split.cutoff),
+    }
 
 
 def _log_lineage(split: training.TimeSplit, partitions: Sequence[str]) -> None:
@@ -108,8 +104,10 @@ def _log_lineage(split: training.TimeSplit, partitions: Sequence[str]) -> None:
     for context, frame in (("training", split.train), ("testing", split.test)):
         dataset = mlflow.data.from_pandas(
             frame[[training.TIME_COLUMN, *training.MODEL_INPUTS, training.LABEL_COLUMN, training.TYPE_COLUMN]],
-            source=source, targets=training.LABEL_COLUMN, name=f"features-{context}",
-        )  # fmt: skip
+            source=source,
+            targets=training.LABEL_COLUMN,
+            name=f"features-{context}",
+        )
         mlflow.log_input(dataset, context=context)
 
 
@@ -129,30 +127,47 @@ def log_model_run(
     tags = {"sensorops.model": result.name, "sensorops.kind": "supervised" if result.supervised else "unsupervised"}
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    with mlflow.start_run(run_name=run_name or result.name, parent_run_id=parent_run_id, nested=bool(parent_run_id),
-                          tags=tags) as run:  # fmt: skip
-        mlflow.log_params({"model": result.name, **result.best_params, "train_rows": result.train_rows,
-                           "fit_rows": result.fit_rows, "test_rows": len(split.test), "note": result.note,
-                           **_period(split)})  # fmt: skip
-        mlflow.log_metrics({**result.evaluation.flat(), "cv_f1": result.cv_f1,
-                            "search_seconds": result.search_seconds, "fit_seconds": result.fit_seconds})  # fmt: skip
+    with mlflow.start_run(
+        run_name=run_name or result.name, parent_run_id=parent_run_id, nested=bool(parent_run_id), tags=tags
+    ) as run:
+        mlflow.log_params(
+            {
+                "model": result.name,
+                **result.best_params,
+                "train_rows": result.train_rows,
+                "fit_rows": result.fit_rows,
+                "test_rows": len(split.test),
+                "note": result.note,
+                **_period(split),
+            }
+        )
+        mlflow.log_metrics(
+            {
+                **result.evaluation.flat(),
+                "cv_f1": result.cv_f1,
+                "search_seconds": result.search_seconds,
+                "fit_seconds": result.fit_seconds,
+            }
+        )
         _log_lineage(split, partitions)
         info = mlflow.sklearn.log_model(
-            result.model, name="model", signature=signature, input_example=example,
+            result.model,
+            name="model",
+            signature=signature,
+            input_example=example,
             skops_trusted_types=TRUSTED_TYPES,
-        )  # fmt: skip
+        )
         mlflow.log_text(result.cv_results.drop(columns="params").to_csv(index=False), "cv_results.csv")
-        mlflow.log_figure(training_plots.confusion_matrix(result.evaluation, title=result.name),
-                          "figures/confusion_matrix.html")  # fmt: skip
-        mlflow.log_figure(training_plots.precision_recall({result.name: result.evaluation}),
-                          "figures/precision_recall.html")  # fmt: skip
+        mlflow.log_figure(plots.confusion_matrix(result.evaluation, title=result.name), "figures/confusion_matrix.html")
+        mlflow.log_figure(plots.precision_recall({result.name: result.evaluation}), "figures/precision_recall.html")
         try:
             importance = training.feature_importance(result.model)
         except UserError:
             importance = None
         if importance is not None:
-            mlflow.log_figure(training_plots.feature_importance(importance, title=result.name),
-                              "figures/feature_importance.html")  # fmt: skip
+            mlflow.log_figure(
+                plots.feature_importance(importance, title=result.name), "figures/feature_importance.html"
+            )
     return LoggedModel(name=result.name, run_id=run.info.run_id, model_uri=info.model_uri)
 
 
@@ -184,20 +199,27 @@ def log_session(
     name = run_name or f"train-{stamp}"
     tags = {"mlflow.source.git.commit": commit} if commit else {}
     with mlflow.start_run(run_name=name, tags=tags) as parent:
-        mlflow.log_params({"models": ",".join(r.name for r in results), "partitions": len(partitions),
-                           "train_rows": len(split.train), **_period(split)})  # fmt: skip
+        mlflow.log_params(
+            {
+                "models": ",".join(r.name for r in results),
+                "partitions": len(partitions),
+                "train_rows": len(split.train),
+                **_period(split),
+            }
+        )
         for baseline, evaluation in baselines.items():
             mlflow.log_metrics({f"{baseline}.{k}": v for k, v in evaluation.flat().items()})
         _log_lineage(split, partitions)
         table = training.comparison(results, baselines)
         mlflow.log_text(table.to_csv(), "comparison.csv")
         mlflow.log_text(split.balance().to_csv(), "class_balance.csv")
-        mlflow.log_figure(training_plots.comparison(table), "figures/comparison.html")
+        mlflow.log_figure(plots.comparison(table), "figures/comparison.html")
         pr = {**baselines, **{r.name: r.evaluation for r in results}}
-        mlflow.log_figure(training_plots.precision_recall(pr), "figures/precision_recall.html")
+        mlflow.log_figure(plots.precision_recall(pr), "figures/precision_recall.html")
         logged = {
-            r.name: log_model_run(r, split, partitions, parent_run_id=parent.info.run_id,
-                                  run_name=f"{r.name}-{stamp}", commit=commit)  # fmt: skip
+            r.name: log_model_run(
+                r, split, partitions, parent_run_id=parent.info.run_id, run_name=f"{r.name}-{stamp}", commit=commit
+            )
             for r in results
         }
     return Session(run_id=parent.info.run_id, models=logged)
@@ -240,8 +262,13 @@ def register_and_promote(
     score = training.evaluate_model(load_model(logged.model_uri), test).metrics[metric]
     version = mlflow.register_model(logged.model_uri, model_name).version
     (test_from, test_to) = test[training.TIME_COLUMN].min(), test[training.TIME_COLUMN].max()
-    for key, value in {"model": logged.name, "run_id": logged.run_id, f"test_{metric}": f"{score:.6f}",
-                       "test_from": str(test_from), "test_to": str(test_to)}.items():  # fmt: skip
+    for key, value in {
+        "model": logged.name,
+        "run_id": logged.run_id,
+        f"test_{metric}": f"{score:.6f}",
+        "test_from": str(test_from),
+        "test_to": str(test_to),
+    }.items():
         mlflow_client.set_model_version_tag(model_name, version, key, value)
 
     champion = current_champion(model_name)
@@ -261,14 +288,23 @@ def register_and_promote(
     if promoted:
         mlflow_client.set_registered_model_alias(model_name, CHAMPION, version)
     log.info("%s version %s: %s", model_name, version, reason)
-    return Promotion(model_name=model_name, version=str(version), score=score, champion_version=champion,
-                     champion_score=champion_score, promoted=promoted, reason=reason)  # fmt: skip
+    return Promotion(
+        model_name=model_name,
+        version=str(version),
+        score=score,
+        champion_version=champion,
+        champion_score=champion_score,
+        promoted=promoted,
+        reason=reason,
+    )
 
 
 def models_table(session: Session, results: Sequence[training.SearchResult]) -> pd.DataFrame:
     """Each model's test F1 and the link to its run in the MLflow UI."""
-    rows = [{"model": r.name, "f1": r.evaluation.metrics["f1"], "run": run_url(session.models[r.name].run_id)}
-            for r in results]  # fmt: skip
+    rows = [
+        {"model": r.name, "f1": r.evaluation.metrics["f1"], "run": run_url(session.models[r.name].run_id)}
+        for r in results
+    ]
     return pd.DataFrame(rows).set_index("model")
 
 

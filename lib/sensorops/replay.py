@@ -47,7 +47,7 @@ class BadRow:
 
 @dataclass
 class ReplayData:
-    """Parsed events (the generator's columns plus ``line``), the rows that did not parse, and the count of data rows."""
+    """Parsed events (the wire format's columns plus ``line``), the rows that did not parse, and how many rows."""
 
     events: pd.DataFrame
     bad_rows: list[BadRow] = field(default_factory=list)
@@ -153,11 +153,15 @@ def read_csv(
         values = pd.to_numeric(text, errors="coerce")
         col = mapping[name]
         flag((values.isna() & (text != "")).to_numpy(), lambda i, c=col, t=text: f"{c} {t.iat[i]!r} is not a number")
-        flag(((values < lo) | (values > hi)).to_numpy(), lambda i, c=col, v=values: f"{c} {v.iat[i]} outside {lo}..{hi}")
+        outside = ((values < lo) | (values > hi)).to_numpy()
+        flag(outside, lambda i, c=col, v=values, lo=lo, hi=hi: f"{c} {v.iat[i]} outside {lo}..{hi}")
         events[name] = values.astype(float)
     if label_column:
         parsed = [_label(v) for v in raw[label_column]]
-        flag(np.array([p is None for p in parsed], dtype=bool), lambda i: f"label {raw[label_column].iat[i]!r} not understood")
+        flag(
+            np.array([p is None for p in parsed], dtype=bool),
+            lambda i: f"label {raw[label_column].iat[i]!r} not understood",
+        )
         events["is_anomaly"] = [bool(p and p[0]) for p in parsed]
         events["anomaly_type"] = [p[1] if p else "none" for p in parsed]
     else:
@@ -167,7 +171,10 @@ def read_csv(
         events[name] = raw[mapping[name]].str.strip() if name in mapping else DEFAULTS[name]
     if "floor" in mapping:
         floor = pd.to_numeric(raw[mapping["floor"]].str.strip(), errors="coerce")
-        flag((floor.isna() | (floor % 1 != 0)).to_numpy(), lambda i: f"floor {raw[mapping['floor']].iat[i]!r} is not an integer")
+        flag(
+            (floor.isna() | (floor % 1 != 0)).to_numpy(),
+            lambda i: f"floor {raw[mapping['floor']].iat[i]!r} is not an integer",
+        )
         events["floor"] = floor.fillna(0).astype(np.int64)
     else:
         events["floor"] = DEFAULTS["floor"]

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from sensorops import config, pipeline, registry, storage
+from sensorops import config, kafka_io, pipeline, registry, storage
 from sensorops.airflow_api import AirflowClient
 
 pytestmark = pytest.mark.integration
@@ -95,9 +95,9 @@ def test_steps_are_safe_to_run_again(full_run: dict) -> None:
     outputs = full_run["outputs"]
     batch = outputs["generate_batch"]
     ctx = pipeline.RunContext(full_run["run_id"], batch["start"], pipeline.RunParams(seed=full_run["seed"]))
-    ends_before = pipeline._end_offsets(config.SENSOR_TOPIC)
+    ends_before = kafka_io.end_offsets(config.SENSOR_TOPIC)
     assert pipeline.run_step("generate_batch", ctx) == batch
-    assert pipeline._end_offsets(config.SENSOR_TOPIC) == ends_before, "the batch was produced twice"
+    assert kafka_io.end_offsets(config.SENSOR_TOPIC) == ends_before, "the batch was produced twice"
     again = pipeline.run_step("train_and_evaluate", ctx, {"generate_batch": batch})
     assert again["mlflow_run_id"] == outputs["train_and_evaluate"]["mlflow_run_id"]
     promoted = pipeline.run_step("promote_model", ctx, {"generate_batch": batch, "train_and_evaluate": again})

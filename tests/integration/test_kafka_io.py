@@ -100,8 +100,21 @@ def test_replay_of_csv_with_a_bad_row_delivers_the_rest(topic: str, tmp_path: Pa
 def test_replay_cli_reports_the_bad_row_and_delivers_the_rest(topic: str, tmp_path: Path) -> None:
     path = tmp_path / "tabbed.tsv"
     path.write_text("ts\ttemp\n1767261600\t20.5\n1767261601\t\n1767261602\t20x\n1767261603\t20.8\n")
-    cmd = [SENSOROPS, "replay", str(path), "--map", "temperature=temp",
-           "--timestamp-column", "ts", "--delimiter", "\\t", "--speed", "max", "--topic", topic]  # fmt: skip
+    cmd = [
+        SENSOROPS,
+        "replay",
+        str(path),
+        "--map",
+        "temperature=temp",
+        "--timestamp-column",
+        "ts",
+        "--delimiter",
+        "\\t",
+        "--speed",
+        "max",
+        "--topic",
+        topic,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "line 4: temp '20x' is not a number" in done.stdout
@@ -111,8 +124,22 @@ def test_replay_cli_reports_the_bad_row_and_delivers_the_rest(topic: str, tmp_pa
 
 
 def test_generate_cli_backfill_produces_what_it_reports(topic: str) -> None:
-    cmd = [SENSOROPS, "generate", "--mode", "backfill", "--sensors", "4", "--interval", "60",
-           "--days", "1", "--seed", "3", "--topic", topic]  # fmt: skip
+    cmd = [
+        SENSOROPS,
+        "generate",
+        "--mode",
+        "backfill",
+        "--sensors",
+        "4",
+        "--interval",
+        "60",
+        "--days",
+        "1",
+        "--seed",
+        "3",
+        "--topic",
+        topic,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "5,760 of 5,760 events acknowledged" in done.stdout
@@ -136,7 +163,9 @@ def test_records_the_broker_refuses_are_counted_as_not_delivered(topic: str) -> 
     finally:
         admin.close()
     readings = generator.simulate(n_sensors=5, duration_s=10, seed=2)
-    with pytest.raises(kafka_io.DeliveryError, match=f"{len(readings)} of {len(readings)} events were NOT delivered") as err:
+    with pytest.raises(
+        kafka_io.DeliveryError, match=f"{len(readings)} of {len(readings)} events were NOT delivered"
+    ) as err:
         kafka_io.produce(readings, topic, compression_type=None, delivery_timeout_ms=5000, request_timeout_ms=2000)
     report = err.value.report
     assert (report.sent, report.acknowledged, report.failed) == (len(readings), 0, len(readings))

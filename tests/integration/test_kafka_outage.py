@@ -55,10 +55,22 @@ class Broker:
         )
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
-            ["java", "-cp", f"{JARS}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props),
-             "--standalone"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            [
+                "java",
+                "-cp",
+                f"{JARS}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.props),
+                "--standalone",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -69,14 +81,16 @@ class Broker:
         log = (self.workdir / "broker.log").open("ab")
         self.proc = subprocess.Popen(
             ["java", "-Xmx384m", "-cp", f"{JARS}/*", "kafka.Kafka", str(self.props)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 kafka_io.ensure_topic("ready-check", 1, self.servers)
                 return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 assert self.proc.poll() is None, f"the test broker exited, see {self.workdir / 'broker.log'}"
                 time.sleep(1)
         raise AssertionError(f"the test broker did not start within 120 s, see {self.workdir / 'broker.log'}")
@@ -113,8 +127,9 @@ def test_broker_lost_mid_run_is_reported_exactly(broker: Broker, workers: int) -
             time.sleep(0.02)
 
     with pytest.raises(kafka_io.DeliveryError, match="events were NOT delivered") as err:
-        kafka_io.produce(batches(), topic, broker.servers, workers=workers, delivery_timeout_ms=6000,
-                         request_timeout_ms=3000)
+        kafka_io.produce(
+            batches(), topic, broker.servers, workers=workers, delivery_timeout_ms=6000, request_timeout_ms=3000
+        )
     report = err.value.report
     assert killed.is_set()
     assert report.sent == sum(handed) == 60_000

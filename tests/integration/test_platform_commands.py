@@ -23,8 +23,9 @@ SENSOROPS = str(Path(sys.executable).with_name("sensorops"))
 
 
 def sensorops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([SENSOROPS, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=600)
+    return subprocess.run(
+        [SENSOROPS, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
+    )
 
 
 def platform_pids() -> dict[str, tuple[int, ...]]:

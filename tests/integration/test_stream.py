@@ -55,16 +55,19 @@ def _at_least(read, n: int, timeout: float = 120.0):
     return box["value"]
 
 
-
-
 @pytest.fixture(scope="module")
 def job():
     tag = uuid.uuid4().hex[:8]
     cfg = stream.StreamJobConfig(
-        name=f"test-stream-{tag}", source_topic=f"test-{tag}-events", features_topic=f"test-{tag}-features",
-        aggregates_topic=f"test-{tag}-aggregates", dead_letter_topic=f"test-{tag}-dlq",
-        archive_path=f"s3://{config.ARCHIVE_BUCKET}/tests/{tag}", checkpoint_interval_s=2, watermark_delay_s=5,
-    )  # fmt: skip
+        name=f"test-stream-{tag}",
+        source_topic=f"test-{tag}-events",
+        features_topic=f"test-{tag}-features",
+        aggregates_topic=f"test-{tag}-aggregates",
+        dead_letter_topic=f"test-{tag}-dlq",
+        archive_path=f"s3://{config.ARCHIVE_BUCKET}/tests/{tag}",
+        checkpoint_interval_s=2,
+        watermark_delay_s=5,
+    )
     in_order = generator.simulate(n_sensors=5, duration_s=60, seed=1, start="2026-11-27T00:00:00Z")
     # Out of order: readings of the same sensors 40 s older than the newest, well behind the watermark.
     late = generator.simulate(n_sensors=5, duration_s=5, seed=2, start="2026-11-27T00:00:20.250Z")
@@ -118,7 +121,7 @@ def test_archive_layout(job):
 
     root = cfg.archive_path.removeprefix("s3://") + "/features"
     files = storage.pyarrow_filesystem().get_file_info(pafs.FileSelector(root, recursive=True))
-    parts = {f.path[len(root) + 1:].rsplit("/", 1)[0] for f in files if f.type == pafs.FileType.File}
+    parts = {f.path[len(root) + 1 :].rsplit("/", 1)[0] for f in files if f.type == pafs.FileType.File}
     assert parts and all(pd.Series(list(parts)).str.fullmatch(r"dt=\d{4}-\d{2}-\d{2}/hour=\d{2}"))
     assert "dt=2026-11-27/hour=00" in parts
 

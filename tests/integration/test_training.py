@@ -41,13 +41,14 @@ def archived() -> archive.ArchiveData:
 def session(archived: archive.ArchiveData):
     split = training.time_split(archived.frame)
     results = training.train_models(split, ["logistic_regression", "isolation_forest"], n_folds=2, progress=False)
-    logged = registry.log_session(results, split, archived.partitions, training.baselines(split.test),
-                                  experiment=EXPERIMENT)  # fmt: skip
+    logged = registry.log_session(
+        results, split, archived.partitions, training.baselines(split.test), experiment=EXPERIMENT
+    )
     yield split, results, logged
     client = MlflowClient(tracking_uri=config.load().mlflow_tracking_uri)
     try:
         client.delete_registered_model(MODEL)
-    except Exception:  # noqa: BLE001 - a test that failed before registering leaves nothing to delete
+    except Exception:
         pass
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is not None:

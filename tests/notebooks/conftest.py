@@ -72,7 +72,7 @@ def chromium() -> Callable[[str], tuple[str, str]]:
 @pytest.fixture(scope="session")
 def dom_dir() -> Path:
     """Where the tests keep each page's rendered DOM, for debugging a failure."""
-    from sensorops import book
+    import sensorops_book as book
 
     path = book.REPO.root / "_build" / "book-dom"
     path.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
-from sensorops import book
+import sensorops_book as book
 from sensorops.errors import UserError
 
 pytestmark = pytest.mark.notebooks

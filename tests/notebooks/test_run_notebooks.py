@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sensorops import book
+import sensorops_book as book
 
 pytestmark = pytest.mark.notebooks
 

@@ -77,5 +77,7 @@ def test_one_module_builds_kafka_consumers() -> None:
 
 
 def test_every_module_reads_in_one_sitting() -> None:
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450
+    }
     assert not long, f"modules over 450 lines: {long}"

@@ -51,8 +51,10 @@ def test_round_trip_on_local_filesystem(table: pd.DataFrame, tmp_path) -> None:
     written = archive.write(table, str(tmp_path), filesystem=local)
     assert len(written) == 6  # six hourly partitions
     data = archive.read(str(tmp_path), "2026-11-27T01", "2026-11-27T02", filesystem=local)
-    assert [p.rsplit("/", 2)[-2:] for p in data.partitions] == [["dt=2026-11-27", "hour=01"],
-                                                                 ["dt=2026-11-27", "hour=02"]]  # fmt: skip
+    assert [p.rsplit("/", 2)[-2:] for p in data.partitions] == [
+        ["dt=2026-11-27", "hour=01"],
+        ["dt=2026-11-27", "hour=02"],
+    ]
     expected = table[(table.event_time >= "2026-11-27T01:00Z") & (table.event_time < "2026-11-27T03:00Z")]
     assert len(data.frame) == len(expected)
     assert data.frame.event_time.is_monotonic_increasing
@@ -62,8 +64,13 @@ def test_round_trip_on_local_filesystem(table: pd.DataFrame, tmp_path) -> None:
 
 
 def test_empty_range_is_an_empty_frame_with_the_columns_asked_for(tmp_path) -> None:
-    data = archive.read(str(tmp_path), "2026-01-01", "2026-01-01", columns=["sensor_id", "event_time"],
-                        filesystem=pafs.LocalFileSystem())  # fmt: skip
+    data = archive.read(
+        str(tmp_path),
+        "2026-01-01",
+        "2026-01-01",
+        columns=["sensor_id", "event_time"],
+        filesystem=pafs.LocalFileSystem(),
+    )
     assert data.frame.empty and list(data.frame.columns) == ["sensor_id", "event_time"]
     assert data.partitions == [] and data.files == 0
 

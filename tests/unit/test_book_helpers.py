@@ -1,4 +1,4 @@
-"""sensorops.book without a kernel or services: TOC parsing, failure detection, staleness, plotly conversion."""
+"""tools/sensorops_book without a kernel or services: TOC parsing, failure detection, staleness, plotly conversion."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import nbformat
 import plotly.graph_objects as go
 import pytest
 
-from sensorops import book
+import sensorops_book as book
 from sensorops.errors import UserError
+from sensorops_book.__main__ import lab_command, parse_parameters
 
 
 def notebook(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -103,7 +104,9 @@ def test_plotly_outputs_become_offline_html() -> None:
 def test_stage_refuses_missing_executed_copies(tmp_path: Path) -> None:
     (tmp_path / "notebooks").mkdir()
     nbformat.write(notebook(nbformat.v4.new_code_cell("x = 1")), tmp_path / "notebooks" / "00_a.ipynb")
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/00_a\n  - file: notebooks/01_gone\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/00_a\n  - file: notebooks/01_gone\n"
+    )
     with pytest.raises(UserError) as exc:
         book.stage(book.Layout(tmp_path))
     assert "No executed copy of 00_a.ipynb" in str(exc.value)
@@ -111,11 +114,12 @@ def test_stage_refuses_missing_executed_copies(tmp_path: Path) -> None:
 
 
 def test_parameters_from_the_command_line() -> None:
-    assert book._parse_parameters(["N_SENSORS=100", "TOPIC=raw", "RATE=0.1"]) == {"N_SENSORS": 100, "TOPIC": "raw", "RATE": 0.1}
+    params = parse_parameters(["N_SENSORS=100", "TOPIC=raw", "RATE=0.1"])
+    assert params == {"N_SENSORS": 100, "TOPIC": "raw", "RATE": 0.1}
     with pytest.raises(UserError):
-        book._parse_parameters(["n_sensors=3"])
+        parse_parameters(["n_sensors=3"])
 
 
 def test_lab_avoids_the_s3_filer_port() -> None:
     assert book.LAB_PORT != 8888
-    assert f"--port={book.LAB_PORT}" in book.lab_command()
+    assert f"--port={book.LAB_PORT}" in lab_command()

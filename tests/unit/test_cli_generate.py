@@ -18,7 +18,10 @@ from sensorops import cli
         (["generate", "--mode", "backfill", "--start", "someday"], "--start 'someday' is not a timestamp"),
         (["generate", "--workers", "0"], "--partitions and --workers must be at least 1"),
         (["replay", "missing.csv", "--timestamp-column", "t", "--map", "temperature=T"], "no such file: missing.csv"),
-        (["replay", "x.csv", "--timestamp-column", "t", "--speed", "fast"], "--speed must be a positive factor or 'max'"),
+        (
+            ["replay", "x.csv", "--timestamp-column", "t", "--speed", "fast"],
+            "--speed must be a positive factor or 'max'",
+        ),
         (["replay", "x.csv", "--timestamp-column", "t", "--map", "colour=C"], "cannot map 'colour'"),
         (["bench", "generate", "--workers", "one"], "--workers takes a comma-separated list"),
     ],

@@ -1,8 +1,10 @@
 """The DAG folder parses in both execution modes with the task graph below, and the pipeline's plumbing (parameters,
-endpoint overrides, the pod command line, the broken events, the report) works without any service."""
+endpoint overrides, the pod command line, typed outputs and XComs, the broken events, the data checks, the report)
+works without any service."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,8 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sensorops import config, features, generator, pipeline
-from sensorops.errors import ServiceUnavailable, UserError
+from sensorops import config, events, features, generator, pipeline
+from sensorops.errors import EXIT_FAILED, EXIT_USER_ERROR, ServiceUnavailable, UserError
+from sensorops.pipeline import batch as batch_module
+from sensorops.pipeline import checks
+from sensorops.pipeline.xcom import XCom
 
 DAGS = config.ROOT / "deploy" / "airflow" / "dags"
 
@@ -77,8 +82,9 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """The DAG folder parsed in each mode, in a fresh interpreter with Airflow's home in a temporary directory."""
     home = tmp_path_factory.mktemp("airflow")
     env = {**os.environ, "AIRFLOW_HOME": str(home), "SENSOROPS_IMAGE": "registry.test/sensorops:9"}
-    done = subprocess.run([sys.executable, "-c", PARSE, str(DAGS), *MODES], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE, str(DAGS), *MODES], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -168,25 +174,53 @@ def test_run_params_refuse_unknown_names_and_services() -> None:
         pipeline.RunParams(endpoints={"kafak": "127.0.0.1:1"})
 
 
-def test_endpoint_overrides_apply_inside_the_block_only() -> None:
-    before = config.load()
-    with pipeline.using_endpoints({"kafka": "127.0.0.1:1", "s3": "http://127.0.0.1:2"}):
+@dataclasses.dataclass(frozen=True)
+class Seen(XCom):
+    kafka: str
+    s3: str
+    mlflow_s3: str
+
+
+def test_endpoint_overrides_apply_for_the_step_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    def probe(ctx: pipeline.RunContext) -> Seen:
+        """What the step sees."""
         inside = config.load()
-        assert inside.kafka_bootstrap_servers == "127.0.0.1:1"
-        assert inside.aws_endpoint_url == "http://127.0.0.1:2"
-        assert os.environ["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:2"
-    assert config.load() == before
+        return Seen(inside.kafka_bootstrap_servers, inside.aws_endpoint_url, os.environ["MLFLOW_S3_ENDPOINT_URL"])
+
+    monkeypatch.setitem(pipeline.STEPS, "probe", pipeline.Step("probe", probe))
+    before, s3_before = config.load(), os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    params = pipeline.RunParams(endpoints={"kafka": "127.0.0.1:1", "s3": "http://127.0.0.1:2"})
+    seen = pipeline.run_step("probe", pipeline.RunContext("test", "2026-11-27T09:00:00Z", params))
+    assert seen == {"kafka": "127.0.0.1:1", "s3": "http://127.0.0.1:2", "mlflow_s3": "http://127.0.0.1:2"}
+    assert config.load() == before and os.environ.get("MLFLOW_S3_ENDPOINT_URL") == s3_before
+
+
+def test_endpoint_variables_are_the_settings_of_config() -> None:
+    assert set(pipeline.ENDPOINT_VARIABLES) == set(config.ENDPOINT_FIELDS)
+    assert set(pipeline.ENDPOINT_VARIABLES.values()) <= set(config.DEFAULTS)
+    assert {f.name for f in dataclasses.fields(pipeline.Services)} == set(config.ENDPOINT_FIELDS)
 
 
 def test_health_check_names_every_service_it_cannot_reach() -> None:
     """Closed ports on loopback: the real checks fail, fast, and the message names each service and the fix."""
-    closed = {"kafka": "127.0.0.1:1", "s3": "http://127.0.0.1:1", "flink": "http://127.0.0.1:1",
-              "mlflow": "http://127.0.0.1:1", "airflow": "http://127.0.0.1:1"}  # fmt: skip
+    closed = {
+        "kafka": "127.0.0.1:1",
+        "s3": "http://127.0.0.1:1",
+        "flink": "http://127.0.0.1:1",
+        "mlflow": "http://127.0.0.1:1",
+        "airflow": "http://127.0.0.1:1",
+    }
     ctx = pipeline.RunContext("test", "2026-11-27T09:00:00Z", pipeline.RunParams(endpoints=closed))
     with pytest.raises(ServiceUnavailable) as failure:
         pipeline.run_step("check_services", ctx)
     message = str(failure.value)
-    for name in ("Kafka is not reachable at 127.0.0.1:1", "S3 is not", "Flink is not", "MLflow is not", "Airflow is not"):
+    for name in (
+        "Kafka is not reachable at 127.0.0.1:1",
+        "S3 is not",
+        "Flink is not",
+        "MLflow is not",
+        "Airflow is not",
+    ):
         assert name in message
     assert "make up" in message and "endpoints" in message
 
@@ -195,13 +229,36 @@ def test_cli_fails_with_the_message_and_writes_no_xcom(tmp_path: Path) -> None:
     xcom = tmp_path / "xcom" / "return.json"
     params = json.dumps({"endpoints": {"flink": "http://127.0.0.1:1"}})
     done = subprocess.run(
-        [sys.executable, "-m", "sensorops.pipeline", "check_services", "--run-id", "t", "--params", params,
-         "--xcom-file", str(xcom)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 1
+        [
+            sys.executable,
+            "-m",
+            "sensorops.pipeline",
+            "check_services",
+            "--run-id",
+            "t",
+            "--params",
+            params,
+            "--xcom-file",
+            str(xcom),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == EXIT_FAILED
     assert "Flink is not reachable at http://127.0.0.1:1" in done.stderr
     assert not xcom.exists()
+
+
+def test_cli_usage_error_exits_2_naming_the_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sensorops.pipeline", "prepare", "--run-id", "t", "--params", '{"n_sensor": 3}'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == EXIT_USER_ERROR
+    assert "python -m sensorops.pipeline prepare: error: unknown parameters n_sensor" in done.stderr
 
 
 def test_a_step_without_its_inputs_is_refused() -> None:
@@ -211,15 +268,53 @@ def test_a_step_without_its_inputs_is_refused() -> None:
 
 
 def test_broken_events_are_seeded_and_become_dead_letters() -> None:
-    events = generator.simulate(n_sensors=4, duration_s=25, seed=3)
-    _, values = generator.serialize(events)
+    frame = generator.simulate(n_sensors=4, duration_s=25, seed=3)
+    _, values = events.serialize(frame)
     again = list(values)
     broken = pipeline.corrupt(values, 0.05, seed=3)
     assert broken == pipeline.corrupt(again, 0.05, seed=3)
     assert len(broken) == round(len(values) * 0.05) > 0
-    assert [features.dead_letter_reason(values[i]) for i in broken] == ["invalid_json"] * len(broken)
+    assert [events.dead_letter_reason(values[i]) for i in broken] == ["invalid_json"] * len(broken)
     intact = set(range(len(values))) - set(broken)
-    assert all(features.dead_letter_reason(values[i]) is None for i in intact)
+    assert all(events.dead_letter_reason(values[i]) is None for i in intact)
+
+
+MANIFEST = pipeline.BatchManifest(
+    run_id="manual__x",
+    topic=config.SENSOR_TOPIC,
+    start="2026-11-27T09:00:00+00:00",
+    end="2026-11-27T09:00:59.500000+00:00",
+    events=100,
+    bad=1,
+    acknowledged=100,
+    produce_seconds=0.2,
+    offsets={0: (10, 60), 3: (0, 50)},
+    dead_letter_offsets={0: 4, 1: 0},
+    anomaly_rate=0.1,
+    anomaly_types={"none": 90, "spike": 9},
+    offset_range=100,
+)
+
+
+def test_outputs_travel_as_the_xcom_dicts_and_back() -> None:
+    """Partition keys are strings and offset ranges lists in the XCom (and the manifest in S3), ints and tuples here."""
+    sent = MANIFEST.to_xcom()
+    assert sent["offsets"] == {"0": [10, 60], "3": [0, 50]} and sent["dead_letter_offsets"] == {"0": 4, "1": 0}
+    assert list(sent)[-1] == "offset_range"
+    assert pipeline.BatchManifest.from_xcom(json.loads(json.dumps(sent))) == MANIFEST
+    with pytest.raises(UserError, match="cannot read the output of generate_batch: a BatchManifest needs"):
+        pipeline.run_step(
+            "validate_data",
+            pipeline.RunContext("test", "2026-11-27T09:00:00Z"),
+            {"generate_batch": {"offsets": {"0": [1, 5]}}},
+        )
+
+
+def test_each_step_takes_its_inputs_as_the_upstream_steps_return_them() -> None:
+    for step in pipeline.STEPS.values():
+        assert dataclasses.is_dataclass(step.output_type()), step.name
+        for name, cls in step.input_types().items():
+            assert cls is pipeline.STEPS[name].output_type(), f"{step.name} reads {name} as {cls.__name__}"
 
 
 def test_run_context_slug_and_start() -> None:
@@ -229,20 +324,98 @@ def test_run_context_slug_and_start() -> None:
     assert ctx.key("report.html") == f"sensor_mlops_pipeline/{ctx.slug}/report.html"
 
 
+def accounting(letters: int) -> batch_module.Accounting:
+    """A batch found whole in the archive (one partition, offsets 0..n-1), then `letters` dead letters."""
+    frame = generator.simulate(n_sensors=4, duration_s=25, seed=3)
+    _, values = events.serialize(frame)
+    feats = features.compute_features(events.to_dicts(frame))
+    raw = feats[["sensor_id", "event_time"]].assign(
+        payload=[v.decode() for v in values], kafka_partition=0, kafka_offset=range(len(values))
+    )
+    dead = pd.DataFrame(
+        {
+            "reason": ["invalid_json"] * letters,
+            "kafka_partition": 0,
+            "kafka_offset": range(len(values), len(values) + letters),
+        }
+    )
+    return batch_module.Accounting(batch_module.BatchRows(raw, feats, ["s3://x/dt=2026-11-27/hour=09"]), dead)
+
+
+def manifest_of(found: batch_module.Accounting) -> pipeline.BatchManifest:
+    n = len(found.rows.raw) + len(found.dead_letters)
+    return dataclasses.replace(
+        MANIFEST, events=n, bad=len(found.dead_letters), acknowledged=n, offsets={0: (0, n)}, offset_range=n
+    )
+
+
+def test_the_data_checks_pass_a_balanced_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = accounting(letters=2)
+    monkeypatch.setattr(checks, "count_archived", lambda batch: found)
+    ctx = pipeline.RunContext("test", "2026-11-27T09:00:00Z")
+    result = pipeline.run_step("validate_data", ctx, {"generate_batch": manifest_of(found).to_xcom()})
+    assert [c["name"] for c in result["checks"] if not c["ok"]] == []
+    assert len(result["checks"]) == 7 and result["dead_letter_reasons"] == {"invalid_json": 2}
+    assert result["counts"] == {"archived": 200, "dead_letters": 2, "duplicates": 0, "feature_rows": 200}
+    assert result["anomaly_rate"] == pytest.approx(found.rows.features["is_anomaly"].mean())
+
+
+def test_the_data_checks_stop_a_batch_with_too_many_dead_letters(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = accounting(letters=20)
+    monkeypatch.setattr(checks, "count_archived", lambda batch: found)
+    ctx = pipeline.RunContext("test", "2026-11-27T09:00:00Z")
+    with pytest.raises(pipeline.DataValidationError) as failure:
+        pipeline.validate_data(ctx, manifest_of(found))
+    assert "failed 1 check(s): dead-letter ratio: 0.0909091 not <= 0.05 (invalid_json: 20)" in str(failure.value)
+
+
+def test_only_the_batch_offsets_count() -> None:
+    frame = pd.DataFrame({"kafka_partition": [0, 0, 0, 3, 1, 0], "kafka_offset": [9, 10, 59, 0, 20, float("nan")]})
+    assert batch_module.in_batch(frame, MANIFEST).tolist() == [False, True, True, True, False, False]
+
+
 def test_report_is_one_html_page_with_checks_models_and_plots() -> None:
+    from sensorops import registry
+
     ctx = pipeline.RunContext("manual__x", "2026-11-27T09:00:00Z")
-    batch = {"events": 100, "bad": 1, "acknowledged": 100, "start": "a", "end": "b",
-             "anomaly_types": {"none": 90, "spike": 9}}  # fmt: skip
-    validation = {"counts": {"archived": 99, "dead_letters": 1, "feature_rows": 99, "duplicates": 0},
-                  "checks": [{"name": "dead-letter ratio", "ok": False, "value": 0.2, "limit": "<= 0.05",
-                              "detail": "invalid_json: 20"}]}  # fmt: skip
-    trained = {"best_model": "random_forest", "test_metrics": {"f1": 0.8}, "mlflow_run_id": "r1",
-               "mlflow_url": "http://mlflow/#/runs/r1"}  # fmt: skip
-    promotion = {"promoted": False, "version": "3", "reason": "f1 0.8 does not beat the champion's 0.9"}
-    comparison = pd.DataFrame({"model": ["flag_everything", "random_forest"], "kind": ["baseline", "supervised"],
-                               "precision": [0.1, 0.8], "recall": [1.0, 0.8], "f1": [0.18, 0.8],
-                               "pr_auc": [0.1, 0.85]}).set_index("model")  # fmt: skip
-    page = pipeline.render_report(ctx, batch, validation, trained, promotion, comparison)
+    validation = pipeline.Validation(
+        checks=[pipeline.Check("dead-letter ratio", False, 0.2, "<= 0.05", "invalid_json: 20")],
+        counts=pipeline.ArchiveCounts(archived=99, dead_letters=1, duplicates=0, feature_rows=99),
+        dead_letter_reasons={"invalid_json": 20},
+        anomaly_rate=0.1,
+    )
+    trained = pipeline.Trained(
+        mlflow_run_id="r1",
+        mlflow_url="http://mlflow/#/runs/r1",
+        best_model="random_forest",
+        model_run_id="m1",
+        model_uri="runs:/m1/model",
+        partitions=[],
+        train_rows=70,
+        test_rows=30,
+        test_metrics={"f1": 0.8},
+        cv_f1=0.7,
+    )
+    promotion = registry.Promotion(
+        model_name="m",
+        version="3",
+        score=0.8,
+        champion_version="2",
+        champion_score=0.9,
+        promoted=False,
+        reason="f1 0.8 does not beat the champion's 0.9",
+    )
+    comparison = pd.DataFrame(
+        {
+            "model": ["flag_everything", "random_forest"],
+            "kind": ["baseline", "supervised"],
+            "precision": [0.1, 0.8],
+            "recall": [1.0, 0.8],
+            "f1": [0.18, 0.8],
+            "pr_auc": [0.1, 0.85],
+        }
+    ).set_index("model")
+    page = pipeline.render_report(ctx, MANIFEST, validation, trained, promotion, comparison)
     assert page.startswith("<!doctype html>") and page.count("<html") == 1
     assert "dead-letter ratio" in page and "NO" in page and "invalid_json: 20" in page
     assert "random_forest" in page and "http://mlflow/#/runs/r1" in page and "not promoted" in page

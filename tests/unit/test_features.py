@@ -14,9 +14,14 @@ from sensorops import events, features
 
 def event(sensor: str = "sensor-001", ts: str = "2026-11-27T09:00:00.000Z", **values) -> dict:
     base = {
-        "schema_version": 1, "sensor_id": sensor, "timestamp": ts,
-        "temperature": 21.0, "humidity": 50.0, "pressure": 1013.0,
-        "is_anomaly": False, "anomaly_type": "none",
+        "schema_version": 1,
+        "sensor_id": sensor,
+        "timestamp": ts,
+        "temperature": 21.0,
+        "humidity": 50.0,
+        "pressure": 1013.0,
+        "is_anomaly": False,
+        "anomaly_type": "none",
         "location": {"building": "B1", "floor": 2, "room": "R201"},
         "device_info": {"model": "TH-200", "firmware_version": "1.4.2", "battery_level": 87.5},
     }
@@ -39,10 +44,10 @@ def test_flattens_nested_fields():
 @pytest.mark.parametrize(
     ("ts", "hour", "dow", "weekend", "business"),
     [
-        ("2026-11-27T09:00:00.000Z", 9, 4, False, True),    # Friday morning
+        ("2026-11-27T09:00:00.000Z", 9, 4, False, True),  # Friday morning
         ("2026-11-27T18:00:00.000Z", 18, 4, False, False),  # Friday, 18:00 is after hours
-        ("2026-11-29T10:00:00.000Z", 10, 6, True, False),   # Sunday
-        ("2026-11-30T07:59:59.999Z", 7, 0, False, False),   # Monday before 8
+        ("2026-11-29T10:00:00.000Z", 10, 6, True, False),  # Sunday
+        ("2026-11-30T07:59:59.999Z", 7, 0, False, False),  # Monday before 8
     ],
 )
 def test_temporal_features(ts, hour, dow, weekend, business):
@@ -89,9 +94,9 @@ def test_nulls_are_skipped_by_the_window_and_propagate_to_the_row():
 def test_rate_of_change_per_second_in_arrival_order():
     evs = [
         event(ts="2026-11-27T09:00:00.000Z", temperature=20.0),
-        event(ts="2026-11-27T09:00:00.500Z", temperature=21.0),   # +1 in 0.5 s
-        event(ts="2026-11-27T09:00:00.250Z", temperature=22.0),   # out of order: dt < 0
-        event(ts="2026-11-27T09:00:02.250Z", temperature=21.0),   # -1 in 2 s
+        event(ts="2026-11-27T09:00:00.500Z", temperature=21.0),  # +1 in 0.5 s
+        event(ts="2026-11-27T09:00:00.250Z", temperature=22.0),  # out of order: dt < 0
+        event(ts="2026-11-27T09:00:02.250Z", temperature=21.0),  # -1 in 2 s
     ]
     out = features.compute_features(evs)
     rates = out.temp_rate_of_change.tolist()

@@ -100,7 +100,9 @@ def test_anomalies_are_visible_in_the_readings(day: pd.DataFrame) -> None:
     d = day.sort_values(["sensor_id", "timestamp"], kind="stable")
     kind = d["anomaly_type"].astype(str)
     window = d["timestamp"].dt.floor("10min")
-    baseline = d["temperature"].where(kind == "none").groupby([d["sensor_id"], window], observed=True).transform("median")
+    baseline = (
+        d["temperature"].where(kind == "none").groupby([d["sensor_id"], window], observed=True).transform("median")
+    )
     dev = (d["temperature"] - baseline).abs()
     assert dev[kind == "spike"].min() > 3.0
     assert dev[kind == "drift"].median() > 3.0
@@ -120,7 +122,11 @@ def test_every_event_validates_against_the_schema() -> None:
 
 def test_schema_rejects_a_broken_event() -> None:
     good = events.to_dicts(generator.simulate(n_sensors=1, duration_s=1))[0]
-    bad = [dict(good, timestamp="27/11/2026"), dict(good, is_anomaly=True), {k: v for k, v in good.items() if k != "location"}]
+    bad = [
+        dict(good, timestamp="27/11/2026"),
+        dict(good, is_anomaly=True),
+        {k: v for k, v in good.items() if k != "location"},
+    ]
     errors = events.validate(bad)
     assert {e.split(":")[0] for e in errors} == {"event 0", "event 1", "event 2"}
 

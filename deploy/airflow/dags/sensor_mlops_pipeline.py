@@ -23,11 +23,14 @@ JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", d
 
 def retry_args(step: pipeline.Step) -> dict:
     """Retries and a timeout for every task, from the step's definition."""
-    return {"retries": step.retries, "retry_delay": timedelta(seconds=step.retry_delay_s),
-            "execution_timeout": timedelta(seconds=step.timeout_s)}  # fmt: skip
+    return {
+        "retries": step.retries,
+        "retry_delay": timedelta(seconds=step.retry_delay_s),
+        "execution_timeout": timedelta(seconds=step.timeout_s),
+    }
 
 
-def local_task(step: pipeline.Step):  # noqa: ANN201 - an XComArg
+def local_task(step: pipeline.Step):
     """The step as a Python task in the Airflow worker."""
 
     @task(task_id=step.name, doc_md=step.doc, **retry_args(step))
@@ -45,7 +48,7 @@ def local_task(step: pipeline.Step):  # noqa: ANN201 - an XComArg
     return run()
 
 
-def pod_task(step: pipeline.Step):  # noqa: ANN201 - an operator
+def pod_task(step: pipeline.Step):
     """The step as a pod of the project's image, running `python -m sensorops.pipeline STEP`."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
@@ -77,8 +80,10 @@ with DAG(
     max_active_runs=1,  # runs share the stream job and the champion alias
     dagrun_timeout=timedelta(minutes=45),
     tags=["sensorops", MODE],
-    params={name: Param(value, type=JSON_TYPES[type(value)], description=f"sensorops.pipeline.RunParams.{name}")
-            for name, value in pipeline.RunParams().as_dict().items()},  # fmt: skip
+    params={
+        name: Param(value, type=JSON_TYPES[type(value)], description=f"sensorops.pipeline.RunParams.{name}")
+        for name, value in pipeline.RunParams().as_dict().items()
+    },
 ) as dag:
     make = local_task if MODE == "local" else pod_task
     t = {step.name: make(step) for step in pipeline.STEPS.values()}

@@ -48,13 +48,20 @@ def setup_line(sensors: int, batch: int, n: int) -> str:
     from kafka.record.util import crc32c_c
 
     crc = "C" if crc32c_c else "pure Python (pip install crc32c)"
-    return (f"{n:,} events, {sensors} sensors, batches of {batch:,}; kafka-python {kafka.__version__}, "
-            f"compression {kafka_io.best_compression()}, crc32c {crc}; {os.cpu_count()} cores, "
-            f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    return (
+        f"{n:,} events, {sensors} sensors, batches of {batch:,}; kafka-python {kafka.__version__}, "
+        f"compression {kafka_io.best_compression()}, crc32c {crc}; {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
 
-def run(n_events: int, n_sensors: int, workers: list[int], servers: str | None = None,
-        progress: Callable[[Step], None] | None = None) -> GenerateBench:  # fmt: skip
+def run(
+    n_events: int,
+    n_sensors: int,
+    workers: list[int],
+    servers: str | None = None,
+    progress: Callable[[Step], None] | None = None,
+) -> GenerateBench:
     """Measure each step; `progress` is called with each step as soon as it is measured."""
     if n_events < n_sensors or n_sensors < 1 or not workers or min(workers) < 1:
         raise UserError("need --sensors >= 1, --events >= --sensors and worker counts >= 1")

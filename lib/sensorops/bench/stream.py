@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -35,10 +35,14 @@ class LatencyReport:
 
 def _bench_config(tag: str, **overrides) -> stream.StreamJobConfig:
     return stream.StreamJobConfig(
-        name=f"bench-stream-{tag}", source_topic=f"bench-{tag}-events", features_topic=f"bench-{tag}-features",
-        aggregates_topic=f"bench-{tag}-aggregates", dead_letter_topic=f"bench-{tag}-dlq",
-        archive_path=f"{archive.ROOT}/bench/{tag}", **overrides,
-    )  # fmt: skip
+        name=f"bench-stream-{tag}",
+        source_topic=f"bench-{tag}-events",
+        features_topic=f"bench-{tag}-features",
+        aggregates_topic=f"bench-{tag}-aggregates",
+        dead_letter_topic=f"bench-{tag}-dlq",
+        archive_path=f"{archive.ROOT}/bench/{tag}",
+        **overrides,
+    )
 
 
 def _cleanup(cfg: stream.StreamJobConfig) -> None:
@@ -52,8 +56,9 @@ def throughput(n_events: int = 1_000_000, n_sensors: int = 100, parallelism: int
     """Events per second the job sustains draining a backlog of `n_events`, archive and all sinks on."""
     cfg = _bench_config(uuid.uuid4().hex[:8], parallelism=parallelism)
     duration = n_events * 0.5 / n_sensors
-    kafka_io.produce(generator.simulate(n_sensors=n_sensors, duration_s=duration, seed=7), topic=cfg.source_topic,
-                     workers=2)  # fmt: skip
+    kafka_io.produce(
+        generator.simulate(n_sensors=n_sensors, duration_s=duration, seed=7), topic=cfg.source_topic, workers=2
+    )
     try:
         job_id, _ = stream.submit(cfg)
         flink.wait_running(job_id, timeout=120)
@@ -65,8 +70,13 @@ def throughput(n_events: int = 1_000_000, n_sensors: int = 100, parallelism: int
                 samples.append((time.monotonic(), seen))
             return seen
 
-        wait_until(records_read, lambda seen: seen >= n_events, timeout=1800, interval=1,
-                   message=lambda seen: f"the job read {seen:,} of {n_events:,} events")  # fmt: skip
+        wait_until(
+            records_read,
+            lambda seen: seen >= n_events,
+            timeout=1800,
+            interval=1,
+            message=lambda seen: f"the job read {seen:,} of {n_events:,} events",
+        )
         (first_t, first_n), (last_t, seen) = samples[0], samples[-1]
         rate = (seen - first_n) / max(last_t - first_t, 1e-9)
         return {"events": float(seen), "seconds": last_t - first_t, "events_per_s": rate}
@@ -74,11 +84,15 @@ def throughput(n_events: int = 1_000_000, n_sensors: int = 100, parallelism: int
         _cleanup(cfg)
 
 
-def latency(rate: float = 1000.0, duration_s: float = 30.0, guarantee: str = "at-least-once",
-            checkpoint_interval_s: float = 10.0, n_sensors: int = 100) -> LatencyReport:  # fmt: skip
+def latency(
+    rate: float = 1000.0,
+    duration_s: float = 30.0,
+    guarantee: str = "at-least-once",
+    checkpoint_interval_s: float = 10.0,
+    n_sensors: int = 100,
+) -> LatencyReport:
     """Produce-to-feature latency percentiles at a steady offered `rate` with the features sink's `guarantee`."""
-    cfg = _bench_config(uuid.uuid4().hex[:8], features_guarantee=guarantee,
-                        checkpoint_interval_s=checkpoint_interval_s)  # fmt: skip
+    cfg = _bench_config(uuid.uuid4().hex[:8], features_guarantee=guarantee, checkpoint_interval_s=checkpoint_interval_s)
     fleet = events.to_dicts(generator.simulate(n_sensors=n_sensors, duration_s=0.5, seed=11))
     samples: list[float] = []
     stop = threading.Event()
@@ -87,8 +101,9 @@ def latency(rate: float = 1000.0, duration_s: float = 30.0, guarantee: str = "at
         flink.wait_running(job_id, timeout=120)
 
         def receive() -> None:
-            with kafka_io.consumer(cfg.features_topic, start="end", committed_only=guarantee == "exactly-once",
-                                   fetch_max_wait_ms=10) as (consumer, _):  # fmt: skip
+            with kafka_io.consumer(
+                cfg.features_topic, start="end", committed_only=guarantee == "exactly-once", fetch_max_wait_ms=10
+            ) as (consumer, _):
                 ready.set()
                 while not stop.is_set():
                     for records in consumer.poll(timeout_ms=100).values():
@@ -109,7 +124,7 @@ def latency(rate: float = 1000.0, duration_s: float = 30.0, guarantee: str = "at
             due = int(elapsed * rate)
             while sent < due:
                 event = dict(fleet[sent % len(fleet)])
-                now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+                now = datetime.now(UTC).isoformat(timespec="milliseconds")
                 event["timestamp"] = now.replace("+00:00", "Z")
                 producer.send_batch([event["sensor_id"].encode()], [orjson.dumps(event)])
                 sent += 1

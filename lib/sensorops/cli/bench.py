@@ -57,11 +57,15 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_stream(args: argparse.Namespace) -> int:
     if not args.skip_throughput:
         t = stream.throughput(args.events, parallelism=args.parallelism)
-        print(f"throughput  {t['events_per_s']:,.0f} events/s ({t['events']:,.0f} events in {t['seconds']:.1f} s, "
-              f"parallelism {args.parallelism}, all sinks and the archive on)")  # fmt: skip
+        print(
+            f"throughput  {t['events_per_s']:,.0f} events/s ({t['events']:,.0f} events in {t['seconds']:.1f} s, "
+            f"parallelism {args.parallelism}, all sinks and the archive on)"
+        )
     if not args.skip_latency:
         for guarantee in ("at-least-once", "exactly-once"):
             r = stream.latency(args.rate, args.duration, guarantee)
-            print(f"latency     {guarantee:<14} offered {r.offered_per_s:,.0f}/s  received {r.received:,}/{r.sent:,}"
-                  f"  p50 {r.p50_ms:,.0f} ms  p95 {r.p95_ms:,.0f} ms  p99 {r.p99_ms:,.0f} ms")  # fmt: skip
+            print(
+                f"latency     {guarantee:<14} offered {r.offered_per_s:,.0f}/s  received {r.received:,}/{r.sent:,}"
+                f"  p50 {r.p50_ms:,.0f} ms  p95 {r.p95_ms:,.0f} ms  p99 {r.p99_ms:,.0f} ms"
+            )
     return 0

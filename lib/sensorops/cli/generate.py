@@ -16,19 +16,35 @@ from sensorops.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="simulate sensors and produce their readings to Kafka")
-    p.add_argument("--kafka-servers", default=None, help="bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
-    p.add_argument("--topic", default=config.SENSOR_TOPIC, help=f"topic, created if missing (default {config.SENSOR_TOPIC})")
+    p.add_argument(
+        "--kafka-servers", default=None, help="bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)"
+    )
+    p.add_argument(
+        "--topic", default=config.SENSOR_TOPIC, help=f"topic, created if missing (default {config.SENSOR_TOPIC})"
+    )
     p.add_argument("--sensors", type=int, default=25, help="number of sensors (default 25)")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between two readings of a sensor (default 0.5)")
-    p.add_argument("--duration", type=float, default=None, help="seconds to run (live, default 60) or of event time (backfill)")
-    p.add_argument("--anomaly-rate", type=float, default=0.08, help="share of anomalous readings, 0 to 0.5 (default 0.08)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds to run (live, default 60) or of event time (backfill)"
+    )
+    p.add_argument(
+        "--anomaly-rate", type=float, default=0.08, help="share of anomalous readings, 0 to 0.5 (default 0.08)"
+    )
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    p.add_argument("--mode", choices=("live", "backfill"), default="live", help="live: real time; backfill: as fast as possible")
+    p.add_argument(
+        "--mode", choices=("live", "backfill"), default="live", help="live: real time; backfill: as fast as possible"
+    )
     p.add_argument("--days", type=float, default=None, help="backfill: days of event time, ending now (default 1)")
     p.add_argument("--start", default=None, help="backfill: first timestamp, ISO-8601 (default: now minus the span)")
-    p.add_argument("--partitions", type=int, default=kafka_io.DEFAULT_PARTITIONS, help="partitions if the topic is created")
-    p.add_argument("--workers", type=int, default=None,
-                   help="producer processes, each owning some partitions (default: 2 in backfill, 1 live)")
+    p.add_argument(
+        "--partitions", type=int, default=kafka_io.DEFAULT_PARTITIONS, help="partitions if the topic is created"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="producer processes, each owning some partitions (default: 2 in backfill, 1 live)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -86,15 +102,21 @@ def run(args: argparse.Namespace) -> int:
         total = args.sensors * ticks
         what = f"backfill of {span} of event time from {pd.Timestamp(sim.start).isoformat()}Z"
     servers = args.kafka_servers or config.load().kafka_bootstrap_servers
-    print(f"{args.sensors} sensors every {args.interval:g} s, {what}, anomaly rate {args.anomaly_rate:g}, "
-          f"to topic {args.topic!r} at {servers}")  # fmt: skip
+    print(
+        f"{args.sensors} sensors every {args.interval:g} s, {what}, anomaly rate {args.anomaly_rate:g}, "
+        f"to topic {args.topic!r} at {servers}"
+    )
     counts: Counter = Counter()
     with tqdm(total=total, unit="ev", unit_scale=True, disable=None, leave=False) as bar:
         try:
             report = kafka_io.produce(
-                _until_interrupted(frames, counts, bar), args.topic, servers,
-                workers=args.workers, partitions=args.partitions, raise_on_failure=False,
-            )  # fmt: skip
+                _until_interrupted(frames, counts, bar),
+                args.topic,
+                servers,
+                workers=args.workers,
+                partitions=args.partitions,
+                raise_on_failure=False,
+            )
         except KeyboardInterrupt:
             raise UserError("interrupted while sending; some events may not have been delivered") from None
     print(report)

@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up = actions.add_parser("up", help="install what is missing, start everything, wait until healthy")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health (default 300)")
     up.set_defaults(handler=_up)
-    actions.add_parser("status", help="per service: up or down, URL, PIDs (exit 1 if any is down)").set_defaults(handler=_status)
+    actions.add_parser("status", help="per service: up or down, URL, PIDs (exit 1 if any is down)").set_defaults(
+        handler=_status
+    )
     actions.add_parser("down", help="stop every service (data is kept)").set_defaults(handler=_down)
     actions.add_parser("clean", help="stop everything and delete the platform's data").set_defaults(handler=_clean)
 
@@ -25,7 +27,8 @@ def _up(args: argparse.Namespace) -> int:
     for h in results.values():
         print(f"  {h.service:<8} {h.url:<24} {h.version}")
     s = config.load()
-    print(f"Credentials (S3 keys, Airflow login {s.airflow_username}) are in {config.ENV_FILE}; logs in {s.home / 'logs'}.")
+    print(f"Credentials (S3 keys, Airflow login {s.airflow_username}) are in {config.ENV_FILE};", end=" ")
+    print(f"logs in {s.home / 'logs'}.")
     return 0
 
 

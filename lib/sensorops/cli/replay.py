@@ -28,8 +28,13 @@ def _speed(text: str) -> float:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="replay a CSV file of recorded readings into Kafka")
     p.add_argument("file", help="CSV file with a header row")
-    p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
-                   help=f"which column holds which field; fields: {', '.join(replay.MAPPABLE)} (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help=f"which column holds which field; fields: {', '.join(replay.MAPPABLE)} (repeatable)",
+    )
     p.add_argument("--timestamp-column", required=True, help="column with the event time (ISO-8601 or epoch s/ms)")
     p.add_argument("--label-column", default=None, help="column marking anomalies (0/1, true/false, or a type name)")
     p.add_argument("--delimiter", default=",", help="field separator (default ','; use '\\t' for tabs)")
@@ -48,9 +53,13 @@ def run(args: argparse.Namespace) -> int:
     args.speed = _speed(args.speed)
     delimiter = "\t" if args.delimiter in ("\\t", "tab") else args.delimiter
     data = replay.read_csv(
-        args.file, replay.parse_mapping(args.map), args.timestamp_column,
-        label_column=args.label_column, delimiter=delimiter, sensor_id=args.sensor_id,
-    )  # fmt: skip
+        args.file,
+        replay.parse_mapping(args.map),
+        args.timestamp_column,
+        label_column=args.label_column,
+        delimiter=delimiter,
+        sensor_id=args.sensor_id,
+    )
     for bad in data.bad_rows[:SHOW_BAD_ROWS]:
         print(f"{args.file}: skipped {bad}")
     if len(data.bad_rows) > SHOW_BAD_ROWS:
@@ -61,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     speed = "as fast as possible" if math.isinf(args.speed) else f"at {args.speed:g}x real time"
     print(f"replaying {len(data.events):,} of {data.rows:,} rows {speed} to topic {args.topic!r} at {servers}")
     with tqdm(total=len(data.events), unit="ev", disable=None, leave=False) as bar:
-        def batches():  # noqa: ANN202 - the pacing loop, with progress
+
+        def batches():
             for b in replay.paced(data.events, args.speed, rebase=args.rebase):
                 bar.update(len(b))
                 yield b

@@ -22,11 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--parallelism", type=int, default=1)
     s.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints (default 10)")
     s.add_argument("--watermark-delay", type=float, default=5.0, help="bounded out-of-orderness, seconds (default 5)")
-    s.add_argument("--features-guarantee", choices=stream.GUARANTEES, default="at-least-once",
-                   help="delivery guarantee of the features topic (default at-least-once: sub-second latency; "
-                   "exactly-once: rows visible at checkpoints)")
+    s.add_argument(
+        "--features-guarantee",
+        choices=stream.GUARANTEES,
+        default="at-least-once",
+        help="delivery guarantee of the features topic (default at-least-once: sub-second latency; "
+        "exactly-once: rows visible at checkpoints)",
+    )
     s.add_argument("--no-archive", action="store_true", help="do not write the Parquet archive")
-    s.add_argument("--fresh", action="store_true", help="ignore the checkpoint of a cancelled run; start from the group offsets")
+    s.add_argument(
+        "--fresh", action="store_true", help="ignore the checkpoint of a cancelled run; start from the group offsets"
+    )
     s.add_argument("--wait", action="store_true", help="return once all tasks run")
     s.set_defaults(handler=run_submit)
 
@@ -46,12 +52,18 @@ def _name(p: argparse.ArgumentParser) -> None:
 
 def run_submit(args: argparse.Namespace) -> int:
     cfg = stream.StreamJobConfig(
-        name=args.name, source_topic=args.source_topic, features_topic=args.features_topic,
-        aggregates_topic=args.aggregates_topic, dead_letter_topic=args.dead_letter_topic,
-        archive_path=args.archive_path, parallelism=args.parallelism, checkpoint_interval_s=args.checkpoint_interval,
-        watermark_delay_s=args.watermark_delay, features_guarantee=args.features_guarantee,
+        name=args.name,
+        source_topic=args.source_topic,
+        features_topic=args.features_topic,
+        aggregates_topic=args.aggregates_topic,
+        dead_letter_topic=args.dead_letter_topic,
+        archive_path=args.archive_path,
+        parallelism=args.parallelism,
+        checkpoint_interval_s=args.checkpoint_interval,
+        watermark_delay_s=args.watermark_delay,
+        features_guarantee=args.features_guarantee,
         archive=not args.no_archive,
-    )  # fmt: skip
+    )
     job_id, started = stream.submit(cfg, fresh=args.fresh)
     print(f"{'submitted' if started else 'already running'}: {cfg.name} {job_id}")
     if args.wait:

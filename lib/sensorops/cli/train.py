@@ -16,17 +16,30 @@ from sensorops.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train, compare and register anomaly detectors from the S3 archive")
     p.add_argument("--start", required=True, help="first hour of the range: YYYY-MM-DD or YYYY-MM-DDTHH (UTC)")
-    p.add_argument("--end", default=None, help="last hour, inclusive; a bare date means its last hour (default: --start)")
+    p.add_argument(
+        "--end", default=None, help="last hour, inclusive; a bare date means its last hour (default: --start)"
+    )
     p.add_argument("--models", default="all", help=f"comma-separated, from {','.join(training.MODELS)} (default all)")
-    p.add_argument("--train-fraction", type=float, default=0.7, help="earlier share of the time range to train on (default 0.7)")
+    p.add_argument(
+        "--train-fraction", type=float, default=0.7, help="earlier share of the time range to train on (default 0.7)"
+    )
     p.add_argument("--folds", type=int, default=3, help="time-ordered folds of the grid search (default 3)")
     p.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="parallel fits (default: all cores)")
-    p.add_argument("--max-search-rows", type=int, default=training.DEFAULT_MAX_SEARCH_ROWS,
-                   help=f"rows the grid search sees, 0 for all (default {training.DEFAULT_MAX_SEARCH_ROWS:,}); the best model is refitted on all")  # fmt: skip
+    p.add_argument(
+        "--max-search-rows",
+        type=int,
+        default=training.DEFAULT_MAX_SEARCH_ROWS,
+        help=f"rows the grid search sees, 0 for all (default {training.DEFAULT_MAX_SEARCH_ROWS:,}); "
+        "the best model is refitted on all",
+    )
     p.add_argument("--bucket", default=config.ARCHIVE_BUCKET, help=f"archive bucket (default {config.ARCHIVE_BUCKET})")
     p.add_argument("--prefix", default="features", help="key prefix of the feature archive (default features)")
-    p.add_argument("--experiment", default=registry.EXPERIMENT, help=f"MLflow experiment (default {registry.EXPERIMENT})")
-    p.add_argument("--model-name", default=registry.MODEL_NAME, help=f"registered model (default {registry.MODEL_NAME})")
+    p.add_argument(
+        "--experiment", default=registry.EXPERIMENT, help=f"MLflow experiment (default {registry.EXPERIMENT})"
+    )
+    p.add_argument(
+        "--model-name", default=registry.MODEL_NAME, help=f"registered model (default {registry.MODEL_NAME})"
+    )
     p.add_argument("--no-register", action="store_true", help="log the runs but leave the registry alone")
     p.add_argument("--no-mlflow", action="store_true", help="train and print only: no runs, no registry")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
@@ -46,19 +59,27 @@ def run(args: argparse.Namespace) -> int:
     data = archive.read(location, args.start, args.end or args.start)
     load_seconds = time.perf_counter() - started
     if data.frame.empty:
-        raise UserError(f"no archived data in {location} from {args.start} to {args.end or args.start} "
-                        "(is the stream job archiving? see notebook 02)")  # fmt: skip
-    print(f"read {len(data.frame):,} rows from {len(data.partitions)} partitions ({data.files} files) "
-          f"of {location} in {load_seconds:.1f} s")  # fmt: skip
+        raise UserError(
+            f"no archived data in {location} from {args.start} to {args.end or args.start} "
+            "(is the stream job archiving? see notebook 02)"
+        )
+    print(
+        f"read {len(data.frame):,} rows from {len(data.partitions)} partitions ({data.files} files) "
+        f"of {location} in {load_seconds:.1f} s"
+    )
 
     split = training.time_split(data.frame, train_fraction=args.train_fraction)
     print(f"\nsplit at {split.cutoff}: class balance\n{split.balance().to_string()}\n")
 
     started = time.perf_counter()
     results = training.train_models(
-        split, models, n_folds=args.folds, n_jobs=args.n_jobs, max_search_rows=args.max_search_rows or None,
+        split,
+        models,
+        n_folds=args.folds,
+        n_jobs=args.n_jobs,
+        max_search_rows=args.max_search_rows or None,
         seed=args.seed,
-    )  # fmt: skip
+    )
     train_seconds = time.perf_counter() - started
     baselines = training.baselines(split.test)
     table = training.comparison(results, baselines)

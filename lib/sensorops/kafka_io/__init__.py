@@ -1,8 +1,8 @@
 """All of the library's Kafka I/O: topics (`admin`), the producer (`producer`) and the one reader (`reader`).
 
-    kafka_io.produce(events, topic)                      # acks=all, keyed by sensor, a ProduceReport back
-    kafka_io.read(topic, last=1_000)                     # the newest records, decoded
-    kafka_io.read(topic, start="end", timeout_s=30)      # what arrives in the next 30 s
+kafka_io.produce(events, topic)                      # acks=all, keyed by sensor, a ProduceReport back
+kafka_io.read(topic, last=1_000)                     # the newest records, decoded
+kafka_io.read(topic, start="end", timeout_s=30)      # what arrives in the next 30 s
 """
 
 from sensorops.kafka_io.admin import DEFAULT_PARTITIONS, delete_topic, ensure_topic
@@ -18,7 +18,21 @@ from sensorops.kafka_io.producer import (
 from sensorops.kafka_io.reader import Record, consumer, end_offsets, read, records
 
 __all__ = [
-    "BOOTSTRAP_MS", "DEFAULT_PARTITIONS", "DeliveryError", "EventProducer", "MissingTopic", "ProduceReport", "Record",
-    "best_compression", "consumer", "delete_topic", "end_offsets", "ensure_topic", "produce", "producer_settings",
-    "quiet_client_logs", "read", "records",
+    "BOOTSTRAP_MS",
+    "DEFAULT_PARTITIONS",
+    "DeliveryError",
+    "EventProducer",
+    "MissingTopic",
+    "ProduceReport",
+    "Record",
+    "best_compression",
+    "consumer",
+    "delete_topic",
+    "end_offsets",
+    "ensure_topic",
+    "produce",
+    "producer_settings",
+    "quiet_client_logs",
+    "read",
+    "records",
 ]

@@ -1,4 +1,4 @@
-"""What every Kafka client of the library shares: where the brokers are, how long to try, the errors that name the fix."""
+"""What every Kafka client of the library shares: the brokers, how long to try, the errors that name the fix."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ class MissingTopic(UserError):
     """The topic does not exist on the cluster."""
 
     def __init__(self, topic: str, servers: str) -> None:
-        super().__init__(f"topic {topic!r} does not exist at {servers}; create it with `kafka_io.ensure_topic` "
-                         "(or start the stage that writes it)")  # fmt: skip
+        super().__init__(
+            f"topic {topic!r} does not exist at {servers}; create it with `kafka_io.ensure_topic` "
+            "(or start the stage that writes it)"
+        )
         self.topic = topic
 
 

@@ -83,8 +83,9 @@ class ProduceReport:
     errors: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per step: ``source`` (generating, or waiting for real time), ``serialize``, ``client`` (kafka-python and
-    the wait for acks). With workers: ``split and hand over`` in the parent (it waits when the workers are busy), and ``workers serialize``/``workers client`` summed
-    over the worker processes (CPU-seconds in parallel, so they can exceed the wall time)."""
+    the wait for acks). With workers: ``split and hand over`` in the parent (it waits when the workers are busy), and
+    ``workers serialize``/``workers client`` summed over the worker processes (CPU-seconds in parallel, so they can
+    exceed the wall time)."""
 
     @property
     def events_per_s(self) -> float:
@@ -112,9 +113,13 @@ class ProduceReport:
 
     def _repr_html_(self) -> str:
         rows = {
-            "topic": self.topic, "sent": f"{self.sent:,}", "acknowledged": f"{self.acknowledged:,}",
-            "failed": f"{self.failed:,}", "seconds": f"{self.seconds:.2f}", "events/s": f"{self.events_per_s:,.0f}",
-        }  # fmt: skip
+            "topic": self.topic,
+            "sent": f"{self.sent:,}",
+            "acknowledged": f"{self.acknowledged:,}",
+            "failed": f"{self.failed:,}",
+            "seconds": f"{self.seconds:.2f}",
+            "events/s": f"{self.events_per_s:,.0f}",
+        }
         rows.update({f"time in {k} (s)": f"{v:.2f}" for k, v in self.timings.items()})
         if self.errors:
             rows["first error"] = self.errors[0]
@@ -130,7 +135,8 @@ class DeliveryError(UserError):
         reason = f": {report.errors[0]}" if report.errors else ""
         super().__init__(
             f"{report.failed:,} of {report.sent:,} events were NOT delivered to topic {report.topic!r} at {servers} "
-            f"(retried with backoff for up to {timeout_s:g} s){reason}. Check that Kafka is up (`sensorops platform status`)."
+            f"(retried with backoff for up to {timeout_s:g} s){reason}. "
+            "Check that Kafka is up (`sensorops platform status`)."
         )
 
 
@@ -189,15 +195,16 @@ class EventProducer:
         for k in set(keys).difference(parts):
             self.partition(k)
         futures = self._pending
-        i = 0
+        before = len(futures)
         try:
             with _gc_paused():
-                for i, (k, v) in enumerate(zip(keys, values)):  # the hot loop: ~20 us a record inside kafka-python
+                for k, v in zip(keys, values):  # the hot loop: ~20 us a record inside kafka-python
                     futures.append(send(topic, v, k, None, parts[k]))
         except kafka_errors.KafkaError as exc:
             self._error(exc)
-            self._unsent += len(keys) - i
-            log.error("send failed; %d events of this batch not sent: %s", len(keys) - i, exc)
+            unsent = len(keys) - (len(futures) - before)
+            self._unsent += unsent
+            log.error("send failed; %d events of this batch not sent: %s", unsent, exc)
             raise
         finally:
             self._sweep(final=False)
@@ -295,7 +302,7 @@ def _worker(conn: Any, topic: str, servers: str, overrides: dict[str, Any]) -> N
     report, whose `timings` hold this worker's serialisation and client seconds."""
     try:
         producer = EventProducer(topic, servers, **overrides)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent
+    except Exception as exc:
         conn.send(exc)
         return
     conn.send("ready")
@@ -369,9 +376,15 @@ def produce(
 
 
 def _produce_parallel(
-    events: Any, topic: str, servers: str, workers: int, n_partitions: int,
-    timings: dict[str, float], progress: Callable[[int], None] | None, overrides: dict[str, Any],
-) -> ProduceReport:  # fmt: skip
+    events: Any,
+    topic: str,
+    servers: str,
+    workers: int,
+    n_partitions: int,
+    timings: dict[str, float],
+    progress: Callable[[int], None] | None,
+    overrides: dict[str, Any],
+) -> ProduceReport:
     """Spread partitions over `workers` processes (spawned, so safe from a notebook with threads)."""
     ctx = mp.get_context("spawn")
     pipes, procs = [], []

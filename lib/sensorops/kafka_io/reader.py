@@ -56,8 +56,14 @@ def consumer(
     servers = bootstrap_servers(servers)
     isolation = "read_committed" if committed_only else "read_uncommitted"
     try:
-        kafka = KafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
-                              bootstrap_timeout_ms=BOOTSTRAP_MS, isolation_level=isolation, **settings)  # fmt: skip
+        kafka = KafkaConsumer(
+            bootstrap_servers=servers,
+            group_id=None,
+            enable_auto_commit=False,
+            bootstrap_timeout_ms=BOOTSTRAP_MS,
+            isolation_level=isolation,
+            **settings,
+        )
     except kafka_errors.KafkaError as exc:
         raise unreachable(servers, exc) from exc
     try:
@@ -96,8 +102,14 @@ def records(
 ) -> Iterator[Record]:
     """The records of `topic` from `start`, as they are read (order holds within a partition, hence per key)."""
     follow = start == "end" and last is None
-    with consumer(topic, start=start, last=last, committed_only=committed_only, servers=servers,
-                  max_poll_records=min(max(max_records, 1), 10_000)) as (kafka, ends):  # fmt: skip
+    with consumer(
+        topic,
+        start=start,
+        last=last,
+        committed_only=committed_only,
+        servers=servers,
+        max_poll_records=min(max(max_records, 1), 10_000),
+    ) as (kafka, ends):
         deadline = time.monotonic() + timeout_s
         count = 0
         while count < max_records and (left := deadline - time.monotonic()) > 0:
@@ -122,8 +134,15 @@ def read(
     servers: str | None = None,
 ) -> list[Any]:
     """The values of `topic` from `start`, decoded as JSON unless `decode` is None (see `records`)."""
-    found = records(topic, start=start, last=last, max_records=max_records, timeout_s=timeout_s,
-                    committed_only=committed_only, servers=servers)  # fmt: skip
+    found = records(
+        topic,
+        start=start,
+        last=last,
+        max_records=max_records,
+        timeout_s=timeout_s,
+        committed_only=committed_only,
+        servers=servers,
+    )
     if decode is None:
         return [r.value for r in found]
     return [None if r.value is None else decode(r.value) for r in found]

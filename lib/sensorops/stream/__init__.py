@@ -21,7 +21,22 @@ from sensorops.stream.job import (
 from sensorops.stream.topics import batch_start, features_frame
 
 __all__ = [
-    "DEFAULT_JOB_NAME", "FEATURE_TYPES", "GUARANTEES", "JOB_FILE", "PARSED_FIELDS", "JobSql", "StreamJobConfig",
-    "batch_start", "cancel", "features_frame", "job_configuration", "parse_event", "parse_job_args", "prepare",
-    "run_job", "statements", "status", "submit",
+    "DEFAULT_JOB_NAME",
+    "FEATURE_TYPES",
+    "GUARANTEES",
+    "JOB_FILE",
+    "PARSED_FIELDS",
+    "JobSql",
+    "StreamJobConfig",
+    "batch_start",
+    "cancel",
+    "features_frame",
+    "job_configuration",
+    "parse_event",
+    "parse_job_args",
+    "prepare",
+    "run_job",
+    "statements",
+    "status",
+    "submit",
 ]

@@ -119,19 +119,30 @@ def _parquet_sink(path: str) -> dict[str, str]:
 
 
 FEATURE_TYPES = {
-    "sensor_id": "STRING", "event_time": "TIMESTAMP_LTZ(3)", "temperature": "DOUBLE", "humidity": "DOUBLE",
-    "pressure": "DOUBLE", "is_anomaly": "BOOLEAN", "anomaly_type": "STRING", "building": "STRING", "floor": "INT",
-    "room": "STRING", "device_model": "STRING", "firmware_version": "STRING", "battery_level": "DOUBLE",
-    "hour": "INT", "day_of_week": "INT", "is_weekend": "BOOLEAN", "is_business_hours": "BOOLEAN",
+    "sensor_id": "STRING",
+    "event_time": "TIMESTAMP_LTZ(3)",
+    "temperature": "DOUBLE",
+    "humidity": "DOUBLE",
+    "pressure": "DOUBLE",
+    "is_anomaly": "BOOLEAN",
+    "anomaly_type": "STRING",
+    "building": "STRING",
+    "floor": "INT",
+    "room": "STRING",
+    "device_model": "STRING",
+    "firmware_version": "STRING",
+    "battery_level": "DOUBLE",
+    "hour": "INT",
+    "day_of_week": "INT",
+    "is_weekend": "BOOLEAN",
+    "is_business_hours": "BOOLEAN",
     "trend_category": "STRING",
-}  # fmt: skip
+}
 """Flink types of the feature columns; the rest are DOUBLE."""
 
 
 def _feature_schema(exclude: tuple[str, ...] = ()) -> str:
-    return ",\n  ".join(
-        f"`{c}` {FEATURE_TYPES.get(c, 'DOUBLE')}" for c in features.FEATURE_COLUMNS if c not in exclude
-    )
+    return ",\n  ".join(f"`{c}` {FEATURE_TYPES.get(c, 'DOUBLE')}" for c in features.FEATURE_COLUMNS if c not in exclude)
 
 
 PARSED_FIELDS = ("reason", "sensor_id", "event_ms", *events.EVENT_COLUMNS[2:])
@@ -191,8 +202,10 @@ def statements(cfg: StreamJobConfig) -> JobSql:
   kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
 ) {_with(source)}"""
-    parse = ("SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
-             "FROM (SELECT *, parse_event(payload) AS e FROM sensor_source)")  # fmt: skip
+    parse = (
+        "SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
+        "FROM (SELECT *, parse_event(payload) AS e FROM sensor_source)"
+    )
     ddl = [
         f"""CREATE TEMPORARY VIEW events AS
 SELECT {", ".join(f"`{c}`" for c in events.EVENT_COLUMNS)}, event_ms, proc_time,
@@ -206,8 +219,11 @@ FROM parsed WHERE reason IS NULL""",
 ) {_kafka_sink(cfg.dead_letter_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-dlq")}""")
     ddl.append(f"""CREATE TEMPORARY TABLE features_sink (
   {_feature_schema()}
-) {_kafka_sink(cfg.features_topic, cfg.bootstrap_servers, cfg.features_guarantee, f"{cfg.name}-features",
-               key="sensor_id")}""")
+) {
+        _kafka_sink(
+            cfg.features_topic, cfg.bootstrap_servers, cfg.features_guarantee, f"{cfg.name}-features", key="sensor_id"
+        )
+    }""")
     inserts = [
         "INSERT INTO dead_letter_sink SELECT payload, reason, kafka_partition, kafka_offset, kafka_timestamp "
         "FROM parsed WHERE reason IS NOT NULL",
@@ -235,8 +251,11 @@ FROM parsed WHERE reason IS NULL""",
   `level` STRING, `key` STRING, window_start TIMESTAMP_LTZ(3), window_end TIMESTAMP_LTZ(3),
   event_count BIGINT, anomaly_count BIGINT,
   {", ".join(f"{c}_{s} DOUBLE" for c in features.CHANNELS for s in ("min", "max", "mean", "std"))}
-) {_kafka_sink(cfg.aggregates_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-aggregates",
-               key="key")}""")
+) {
+            _kafka_sink(
+                cfg.aggregates_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-aggregates", key="key"
+            )
+        }""")
         stats = ", ".join(
             f"MIN({c}), MAX({c}), AVG({c}), SQRT(GREATEST(AVG({c} * {c}) - AVG({c}) * AVG({c}), 0E0))"
             for c in features.CHANNELS
@@ -280,8 +299,9 @@ def run_job(cfg: StreamJobConfig) -> None:
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import EnvironmentSettings, Schema, StreamTableEnvironment
 
-    env = StreamTableEnvironment.create(StreamExecutionEnvironment.get_execution_environment(),
-                                        EnvironmentSettings.in_streaming_mode())  # fmt: skip
+    env = StreamTableEnvironment.create(
+        StreamExecutionEnvironment.get_execution_environment(), EnvironmentSettings.in_streaming_mode()
+    )
     for key, value in job_configuration(cfg).items():
         env.get_config().set(key, value)
     sql = statements(cfg)

@@ -8,16 +8,20 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from sensorops.training import Evaluation
+from sensorops.training.evaluation import Evaluation
 
 
 def confusion_matrix(evaluation: Evaluation, *, title: str = "") -> go.Figure:
     """Counts of the test period: rows are the truth, columns the prediction."""
     labels = ["normal", "anomaly"]
     fig = px.imshow(
-        evaluation.confusion, x=labels, y=labels, text_auto=True, color_continuous_scale="Blues",
+        evaluation.confusion,
+        x=labels,
+        y=labels,
+        text_auto=True,
+        color_continuous_scale="Blues",
         labels={"x": "predicted", "y": "actual", "color": "readings"},
-    )  # fmt: skip
+    )
     fig.update_layout(title=f"Confusion matrix {title}".strip(), width=420, height=380)
     return fig
 
@@ -26,10 +30,16 @@ def precision_recall(evaluations: Mapping[str, Evaluation]) -> go.Figure:
     """Precision against recall as the threshold moves, one curve per model (PR-AUC in the legend)."""
     fig = go.Figure()
     for name, e in evaluations.items():
-        fig.add_scatter(x=e.recall_curve, y=e.precision_curve, mode="lines",
-                        name=f"{name} (PR-AUC {e.metrics['pr_auc']:.2f})")  # fmt: skip
-    fig.update_layout(title="Precision-recall on the test period", xaxis_title="recall", yaxis_title="precision",
-                      xaxis_range=[0, 1.02], yaxis_range=[0, 1.02], height=420)  # fmt: skip
+        label = f"{name} (PR-AUC {e.metrics['pr_auc']:.2f})"
+        fig.add_scatter(x=e.recall_curve, y=e.precision_curve, mode="lines", name=label)
+    fig.update_layout(
+        title="Precision-recall on the test period",
+        xaxis_title="recall",
+        yaxis_title="precision",
+        xaxis_range=[0, 1.02],
+        yaxis_range=[0, 1.02],
+        height=420,
+    )
     return fig
 
 
@@ -51,8 +61,11 @@ def comparison(table: pd.DataFrame, metrics: tuple[str, ...] = ("precision", "re
 
 def recall_by_type(evaluations: Mapping[str, Evaluation]) -> go.Figure:
     """Which kinds of anomaly each model catches."""
-    rows = [{"model": n, "anomaly_type": t, "recall": r} for n, e in evaluations.items()
-            for t, r in e.recall_by_type.items()]  # fmt: skip
+    rows = [
+        {"model": n, "anomaly_type": t, "recall": r}
+        for n, e in evaluations.items()
+        for t, r in e.recall_by_type.items()
+    ]
     fig = px.bar(pd.DataFrame(rows), x="anomaly_type", y="recall", color="model", barmode="group", range_y=[0, 1.05])
     fig.update_layout(title="Recall per anomaly type", height=400)
     return fig

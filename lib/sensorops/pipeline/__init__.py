@@ -1,0 +1,100 @@
+"""The steps of the Airflow DAG `sensor_mlops_pipeline`, as plain functions of the library.
+
+Each step takes the run's `RunContext` and the typed outputs of the steps it reads, and returns its own output, a
+frozen dataclass. Airflow passes outputs along as XComs (JSON-able dicts): `run_step` converts at that boundary.
+The DAG only wires the steps together, so the same code runs from a notebook, from the command line
+(`python -m sensorops.pipeline STEP ...`, what a Kubernetes pod runs) and in the Airflow worker.
+
+Safe to retry. `generate_batch` writes a manifest once the batch is acknowledged and returns it on a retry instead
+of producing again; `train_and_evaluate` and `promote_model` find what an earlier attempt logged in MLflow; the
+report is overwritten in place.
+
+    context   RunParams, RunContext, the execution mode, endpoint overrides
+    outputs   the typed step outputs; xcom: them as dicts and back
+    batch     producing the batch, finding it in the archive and the dead-letter topic (identifying one run's data)
+    checks    wait_for_archive, validate_data and its data checks
+    models    train_and_evaluate, promote_model (MLflow)
+    report    the HTML run report
+    steps     the other steps, Step, STEPS and run_step
+    pod       the command line of a step's pod (`__main__`)
+"""
+
+from sensorops.pipeline.batch import corrupt, generate_batch
+from sensorops.pipeline.checks import DataValidationError, validate_data, wait_for_archive
+from sensorops.pipeline.context import (
+    DAG_ID,
+    DEFAULT_IMAGE,
+    ENDPOINT_VARIABLES,
+    EXECUTION_ENV,
+    IMAGE_ENV,
+    MODES,
+    NAMESPACE_ENV,
+    REPORT_BUCKET,
+    SECRET_ENV,
+    RunContext,
+    RunParams,
+    endpoint_environment,
+    execution_mode,
+)
+from sensorops.pipeline.models import promote_model, train_and_evaluate
+from sensorops.pipeline.outputs import (
+    ArchiveCounts,
+    ArchiveWait,
+    BatchManifest,
+    Check,
+    Prepared,
+    ReportOutput,
+    ServiceInfo,
+    Services,
+    StreamJobOutput,
+    Trained,
+    Validation,
+)
+from sensorops.pipeline.pod import main, parse_args, pod_arguments
+from sensorops.pipeline.report import render_report, write_report
+from sensorops.pipeline.steps import STEPS, Step, check_services, ensure_stream_job, prepare, run_step
+
+__all__ = [
+    "DAG_ID",
+    "DEFAULT_IMAGE",
+    "ENDPOINT_VARIABLES",
+    "EXECUTION_ENV",
+    "IMAGE_ENV",
+    "MODES",
+    "NAMESPACE_ENV",
+    "REPORT_BUCKET",
+    "SECRET_ENV",
+    "STEPS",
+    "ArchiveCounts",
+    "ArchiveWait",
+    "BatchManifest",
+    "Check",
+    "DataValidationError",
+    "Prepared",
+    "ReportOutput",
+    "RunContext",
+    "RunParams",
+    "ServiceInfo",
+    "Services",
+    "Step",
+    "StreamJobOutput",
+    "Trained",
+    "Validation",
+    "check_services",
+    "corrupt",
+    "endpoint_environment",
+    "ensure_stream_job",
+    "execution_mode",
+    "generate_batch",
+    "main",
+    "parse_args",
+    "pod_arguments",
+    "prepare",
+    "promote_model",
+    "render_report",
+    "run_step",
+    "train_and_evaluate",
+    "validate_data",
+    "wait_for_archive",
+    "write_report",
+]

@@ -1,0 +1,86 @@
+"""Where the embedded platform lives: its directories under `SENSOROPS_HOME`, its ports and its supervised programs."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sensorops import config
+
+DEPLOY = config.ROOT / "deploy" / "local"
+VENV = Path(sys.prefix)
+
+PORTS = {
+    "kafka": 9092,
+    "kafka-controller": 9093,
+    "s3": 8333,
+    "s3-volume": 8340,
+    "s3-master": 9333,
+    "s3-filer": 8888,
+    "flink": 8081,
+    "flink-rpc": 6123,
+    "mlflow": 5000,
+    "airflow": 8080,
+}
+PROGRAMS = {
+    "s3": ("s3",),
+    "kafka": ("kafka",),
+    "flink": ("flink-jobmanager", "flink-taskmanager"),
+    "mlflow": ("mlflow",),
+    "airflow": ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"),
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the platform keeps its jars, configs, data and logs."""
+
+    home: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def kafka_jars(self) -> Path:
+        return self.home / "jars" / "kafka"
+
+    @property
+    def flink_lib(self) -> Path:
+        return self.home / "flink" / "lib"
+
+    @property
+    def flink_plugins(self) -> Path:
+        return self.home / "flink" / "plugins"
+
+    @property
+    def flink_conf(self) -> Path:
+        return self.home / "flink" / "conf"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def supervisor_conf(self) -> Path:
+        return self.home / "supervisord.conf"
+
+    @property
+    def socket(self) -> Path:
+        return self.home / "supervisor.sock"
+
+    def log_file(self, program: str) -> Path:
+        return self.logs / f"{program}.log"
+
+
+def layout() -> Layout:
+    """The layout under the configured `SENSOROPS_HOME`."""
+    return Layout(config.load().home)
+
+
+def flink_home() -> Path:
+    """The Flink distribution inside the PyFlink package."""
+    import pyflink
+
+    return Path(pyflink.__file__).parent

@@ -1,0 +1,101 @@
+"""Training anomaly detectors on a feature table: split by time, search, evaluate (no I/O: `archive` reads it).
+
+The stream job archives the feature table to `s3://sensor-archive/features/dt=YYYY-MM-DD/hour=HH/`. Training takes a
+range of those hourly partitions, trains on the earlier part of the range and tests on the later part (never a random
+split across time: rolling features leak neighbouring rows, and the model must work on the future), and compares four
+scikit-learn pipelines with two trivial baselines.
+
+One module per step, all names available here: `data` (the columns, checks and the time split), `models` (the
+pipelines and their grids), `evaluation` (metrics and baselines), `search` (grid search, refit, the best model);
+`plots` draws the results (import it on its own: it needs plotly).
+"""
+
+from __future__ import annotations
+
+from sensorops.training.data import (
+    CATEGORICAL_FEATURES,
+    EXCLUDED_INPUTS,
+    LABEL_COLUMN,
+    MODEL_INPUTS,
+    NUMERIC_FEATURES,
+    REQUIRED_COLUMNS,
+    TIME_COLUMN,
+    TYPE_COLUMN,
+    TimeSplit,
+    features_and_labels,
+    model_inputs,
+    require_both_classes,
+    time_folds,
+    time_split,
+    validate,
+)
+from sensorops.training.evaluation import (
+    MAX_ZSCORE,
+    ZSCORE_COLUMNS,
+    ZSCORE_THRESHOLD,
+    Evaluation,
+    anomaly_scores,
+    baselines,
+    evaluate,
+    evaluate_model,
+)
+from sensorops.training.models import (
+    MODELS,
+    OCSVM_MAX_FIT_ROWS,
+    ModelSpec,
+    NormalOnlyDetector,
+    feature_importance,
+    inner_pipeline,
+    model_names,
+    preprocessor,
+)
+from sensorops.training.search import (
+    DEFAULT_MAX_SEARCH_ROWS,
+    SearchResult,
+    best_result,
+    comparison,
+    fits_per_model,
+    search_model,
+    train_models,
+)
+
+__all__ = [
+    "CATEGORICAL_FEATURES",
+    "DEFAULT_MAX_SEARCH_ROWS",
+    "EXCLUDED_INPUTS",
+    "LABEL_COLUMN",
+    "MAX_ZSCORE",
+    "MODELS",
+    "MODEL_INPUTS",
+    "NUMERIC_FEATURES",
+    "OCSVM_MAX_FIT_ROWS",
+    "REQUIRED_COLUMNS",
+    "TIME_COLUMN",
+    "TYPE_COLUMN",
+    "ZSCORE_COLUMNS",
+    "ZSCORE_THRESHOLD",
+    "Evaluation",
+    "ModelSpec",
+    "NormalOnlyDetector",
+    "SearchResult",
+    "TimeSplit",
+    "anomaly_scores",
+    "baselines",
+    "best_result",
+    "comparison",
+    "evaluate",
+    "evaluate_model",
+    "feature_importance",
+    "features_and_labels",
+    "fits_per_model",
+    "inner_pipeline",
+    "model_inputs",
+    "model_names",
+    "preprocessor",
+    "require_both_classes",
+    "search_model",
+    "time_folds",
+    "time_split",
+    "train_models",
+    "validate",
+]

@@ -1,0 +1,139 @@
+"""The training data: which columns the models see, checks with a one-line error, and splits that respect time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sensorops import features
+from sensorops.errors import UserError
+
+TIME_COLUMN = "event_time"
+LABEL_COLUMN = "is_anomaly"
+TYPE_COLUMN = "anomaly_type"
+
+EXCLUDED_INPUTS = ("floor",)
+NUMERIC_FEATURES: tuple[str, ...] = (
+    *(c for c in features.NUMERIC_FEATURES if c not in EXCLUDED_INPUTS),
+    "is_weekend",
+    "is_business_hours",
+)
+CATEGORICAL_FEATURES: tuple[str, ...] = ("trend_category",)
+MODEL_INPUTS: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+"""What the models see. Identity and place (sensor_id, building, room, firmware) are left out on purpose: a model
+that learns *which* sensor misbehaved in the past does not detect anomalies, it remembers them."""
+
+REQUIRED_COLUMNS: tuple[str, ...] = (TIME_COLUMN, LABEL_COLUMN, TYPE_COLUMN, *MODEL_INPUTS)
+
+
+def _as_utc(times: pd.Series) -> pd.Series:
+    return pd.to_datetime(times, utc=True)  # naive times are UTC; aware ones are converted
+
+
+def validate(frame: pd.DataFrame, *, what: str = "the data") -> None:
+    """Raise `UserError` naming the problem: no rows, missing columns."""
+    if frame.empty:
+        raise UserError(f"empty range: {what} has no rows")
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise UserError(f"{what} lacks the columns {', '.join(missing)} (is it the feature table?)")
+
+
+def require_both_classes(labels: pd.Series, *, what: str) -> None:
+    """Raise `UserError` when `labels` hold one class only: no detector can be trained or scored on that."""
+    counts = labels.astype(bool).value_counts()
+    if len(counts) < 2:
+        only = "anomalies" if bool(counts.index[0]) else "normal rows"
+        raise UserError(
+            f"single class: {what} has only {only} ({int(counts.iloc[0])} rows, {LABEL_COLUMN} is "
+            f"{bool(counts.index[0])} everywhere); widen the date range or generate data with anomalies"
+        )
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Train on everything before `cutoff`, test on everything from `cutoff` on."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    cutoff: pd.Timestamp
+
+    @property
+    def train_period(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        return self.train[TIME_COLUMN].min(), self.train[TIME_COLUMN].max()
+
+    @property
+    def test_period(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        return self.test[TIME_COLUMN].min(), self.test[TIME_COLUMN].max()
+
+    def balance(self) -> pd.DataFrame:
+        """Rows, anomalies and anomaly rate of each side, and the count of each anomaly type."""
+        rows = {}
+        for side, part in (("train", self.train), ("test", self.test)):
+            first, last = part[TIME_COLUMN].min(), part[TIME_COLUMN].max()
+            row = {"from": first, "to": last, "rows": len(part), "anomalies": int(part[LABEL_COLUMN].sum())}
+            row["anomaly_rate"] = row["anomalies"] / max(len(part), 1)
+            row.update(part.loc[part[LABEL_COLUMN].astype(bool), TYPE_COLUMN].value_counts().sort_index().to_dict())
+            rows[side] = row
+        table = pd.DataFrame.from_dict(rows, orient="index")
+        kinds = [c for c in table.columns if c not in ("from", "to", "rows", "anomalies", "anomaly_rate")]
+        table[kinds] = table[kinds].fillna(0).astype(int)
+        return table
+
+
+def time_split(frame: pd.DataFrame, *, train_fraction: float = 0.7) -> TimeSplit:
+    """Split at the moment `train_fraction` of the way through the time range; no timestamp is on both sides."""
+    validate(frame)
+    if not 0 < train_fraction < 1:
+        raise UserError(f"train_fraction must be between 0 and 1, not {train_fraction}")
+    times = _as_utc(frame[TIME_COLUMN])
+    first, last = times.min(), times.max()
+    cutoff = first + (last - first) * train_fraction
+    before = (times < cutoff).to_numpy()
+    train = frame.loc[before].sort_values(TIME_COLUMN, kind="stable").reset_index(drop=True)
+    test = frame.loc[~before].sort_values(TIME_COLUMN, kind="stable").reset_index(drop=True)
+    if train.empty or test.empty:
+        raise UserError(
+            f"cannot split by time: all {len(frame)} rows share one timestamp ({first}); widen the date range"
+        )
+    require_both_classes(train[LABEL_COLUMN], what=f"the training period ({first} to {cutoff})")
+    require_both_classes(test[LABEL_COLUMN], what=f"the test period ({cutoff} to {last})")
+    return TimeSplit(train=train, test=test, cutoff=cutoff)
+
+
+def time_folds(times: pd.Series, n_splits: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Expanding-window folds over equal slices of time: fold k trains on slices 0..k and validates on slice k+1.
+
+    Like scikit-learn's `TimeSeriesSplit`, but cut on timestamps rather than row counts, so a timestamp never
+    falls on both sides of a fold.
+    """
+    values = _as_utc(pd.Series(times)).to_numpy()
+    first, last = values.min(), values.max()
+    edges = [first + (last - first) * (i / (n_splits + 1)) for i in range(1, n_splits + 1)]
+    slice_of = np.searchsorted(np.array(edges), values, side="right")  # 0..n_splits
+    folds = []
+    for k in range(n_splits):
+        train_idx, val_idx = np.flatnonzero(slice_of <= k), np.flatnonzero(slice_of == k + 1)
+        if len(train_idx) and len(val_idx):
+            folds.append((train_idx, val_idx))
+    if not folds:
+        raise UserError("the training period is too short to cut into time-ordered folds")
+    return folds
+
+
+def features_and_labels(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The model inputs with stable dtypes (numbers as float64, categories as str) and the 0/1 labels."""
+    validate(frame)
+    return model_inputs(frame), frame[LABEL_COLUMN].astype(bool).to_numpy().astype(int)
+
+
+def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """`MODEL_INPUTS` of `frame`, typed as the logged model signature expects."""
+    missing = [c for c in MODEL_INPUTS if c not in frame.columns]
+    if missing:
+        raise UserError(f"the input lacks the columns {', '.join(missing)}")
+    numeric = frame[list(NUMERIC_FEATURES)].apply(pd.to_numeric, errors="coerce").astype("float64")
+    categorical = frame[list(CATEGORICAL_FEATURES)].astype("string").fillna("missing").astype(object)
+    return pd.concat([numeric, categorical], axis=1).reset_index(drop=True)

@@ -1,0 +1,124 @@
+"""Run the notebooks with papermill, with the platform's settings in the kernel's environment.
+
+papermill rather than jupyter-book's own execution: the tests and `make notebooks` run each notebook once, with
+parameters, and keep the executed copy; the book then renders those copies (`execute_notebooks: "off"`). A failure
+is reported as the failing cell, its code and the end of the traceback, which is what a reader acts on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sensorops import config
+from sensorops.errors import UserError
+from sensorops_book.layout import REPO, Layout, notebook_sources
+
+log = logging.getLogger(__name__)
+
+RAISES_TAG = "raises-exception"
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
+CELL_TIMEOUT_S = 900
+
+
+class NotebookFailed(UserError):
+    """A notebook raised an error while papermill executed it."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One executed notebook."""
+
+    source: Path
+    output: Path
+    seconds: float
+
+
+def platform_environment() -> dict[str, str]:
+    """The platform's settings as environment variables, without empty values (which would override defaults)."""
+    return {k: v for k, v in config.export_environment().items() if v}
+
+
+def execute(
+    source: Path,
+    output_dir: Path = REPO.executed_dir,
+    parameters: Mapping[str, Any] | None = None,
+    cell_timeout_s: int = CELL_TIMEOUT_S,
+) -> Execution:
+    """Run one notebook with papermill into `output_dir`; raise `NotebookFailed` naming the failing cell."""
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    output = output_dir / source.name
+    started = time.monotonic()
+    log.info("executing %s -> %s", source.name, output)
+    try:
+        with config.temporary_environment(platform_environment()):  # the kernel inherits them
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=dict(parameters or {}),
+                kernel_name="python3",
+                cwd=str(source.parent),
+                progress_bar=False,
+                execution_timeout=cell_timeout_s,
+            )
+    except PapermillExecutionError:
+        # papermill fails on any error output, even in a cell tagged `raises-exception` (an error the reader is
+        # meant to see, which nbclient runs past). Undo its error markers and fail only on a real error.
+        nb = nbformat.read(output, as_version=4)
+        nb.cells = [c for c in nb.cells if PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
+        nbformat.write(nb, output)
+        if failure := first_failure(nb):
+            raise NotebookFailed(failure_message(source, output, *failure)) from None
+    return Execution(source=source, output=output, seconds=time.monotonic() - started)
+
+
+def first_failure(nb: Any) -> tuple[int, Any, dict] | None:
+    """The first code cell that failed and was not meant to (not tagged `raises-exception`), with its error."""
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or RAISES_TAG in cell.metadata.get("tags", []):
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return index, cell, out
+        if cell.metadata.get("papermill", {}).get("exception"):
+            return index, cell, {"ename": "CellExecutionError", "evalue": "the cell did not finish", "traceback": []}
+    return None
+
+
+def failure_message(source: Path, output: Path, index: int, cell: Any, error: Mapping[str, Any]) -> str:
+    """The failing cell, its code and the error, in a few lines a reader can act on."""
+    code = "\n".join("    " + line for line in str(cell.source).splitlines()[:15])
+    traceback = error.get("traceback") or []
+    tail = _strip_ansi("\n".join(traceback[-6:]))
+    return (
+        f"{source.name} failed in cell [{cell.get('execution_count')}] (cell index {index}):\n"
+        f"{code}\n"
+        f"{error.get('ename')}: {error.get('evalue')}\n"
+        f"--- the end of the traceback ---\n{tail}\n"
+        f"The executed copy, with every output up to the failure, is {output}"
+    )
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+
+
+def execute_all(
+    layout: Layout = REPO,
+    parameters: Mapping[str, Any] | None = None,
+) -> list[Execution]:
+    """Execute the notebooks in order; stop at the first failure (later chapters build on earlier ones)."""
+    runs = []
+    for source in notebook_sources(layout):
+        runs.append(execute(source, layout.executed_dir, parameters))
+        log.info("%s ran in %.0f s", source.name, runs[-1].seconds)
+    return runs

@@ -1,0 +1,91 @@
+"""A Sphinx extension for the book: a JupyterLab launch button, and plotly.js served with the book.
+
+`_config.yml` loads it through jupyter-book's `sphinx.local_extensions`, whose path is relative to the `_config.yml`
+jupyter-book reads, i.e. the staged copy in `_build/book/`: `../../tools`. jupyter-book appends that folder to
+`sys.path` before Sphinx loads the extension, so the build finds it however `jupyter-book build _build/book` is
+started. `tests/unit/test_notebook_structure.py` checks that the path still reaches `tools/` from the staging folder.
+
+No Binder or Colab button: the notebooks need the local platform, so the button opens the page's notebook in the
+JupyterLab that `make lab` starts. plotly.js is copied into the HTML output rather than put in the sources'
+`_static/`, where jupyter-book would load it on every page; it is loaded on the pages that have a figure only.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sensorops.errors import UserError
+from sensorops_book.layout import LAB_URL, PLOTLY_DIV_CLASS, PLOTLY_JS
+
+
+def plotly_js_path() -> Path:
+    """The plotly.js bundled with the installed plotly package (the version that wrote the figures)."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+    if not path.exists():
+        raise UserError(f"plotly.js not found at {path}; reinstall plotly.")
+    return path
+
+
+def _add_lab_button(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """On a notebook page, a launch button that opens that notebook in the local JupyterLab."""
+    if not pagename.startswith("notebooks/") or "header_buttons" not in context:
+        return
+    url = f"{app.config.sensorops_lab_url.rstrip('/')}/lab/tree/{pagename}.ipynb"
+    context["header_buttons"].append(
+        {
+            "type": "group",
+            "tooltip": "Launch interactive content",
+            "icon": "fas fa-rocket",
+            "label": "launch-buttons",
+            "buttons": [
+                {
+                    "type": "link",
+                    "text": "JupyterLab",
+                    "tooltip": "Open in your local JupyterLab (start it with `make lab`)",
+                    "icon": "_static/images/logo_jupyterhub.svg",
+                    "url": url,
+                    "label": "launch-jupyterlab-button",
+                }
+            ],
+        }
+    )
+
+
+def _add_plotly_js(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Load plotly.js, before the page's figures, on the pages that have figures."""
+    if PLOTLY_DIV_CLASS in context.get("body", ""):
+        app.builder.add_js_file(PLOTLY_JS, priority=200)  # this page only (reverted for the next page)
+
+
+def _dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Drop repeated inline scripts: sphinx-thebe (loaded by jupyter-book even with thebe off) registers its
+    `const THEBE_JS_URL = ...` twice, and the second copy is a JavaScript error on every page."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (getattr(script, "filename", None) or "", tuple(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = sorted(unique, key=lambda js: getattr(js, "priority", 500))
+
+
+def _copy_plotly_js(app: Any, exception: Exception | None) -> None:
+    """Ship plotly.js with the book. (Not via the source `_static/`: jupyter-book would load it on every page.)"""
+    if exception is None and app.builder.format == "html":
+        static = Path(app.outdir) / "_static"
+        static.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(plotly_js_path(), static / PLOTLY_JS)
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Sphinx entry point."""
+    app.add_config_value("sensorops_lab_url", LAB_URL, "html")
+    app.connect("html-page-context", _add_lab_button, priority=502)
+    app.connect("html-page-context", _add_plotly_js)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.connect("build-finished", _copy_plotly_js)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
