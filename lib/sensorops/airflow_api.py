@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +10,7 @@ import requests
 
 from sensorops import config
 from sensorops.errors import UserError
+from sensorops.waiting import wait_until
 
 FINISHED = {"success", "failed"}
 
@@ -43,17 +43,20 @@ class AirflowClient:
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 120.0) -> dict:
         """Wait until the DAG processor has parsed `dag_id`; raise naming the import errors if it never appears."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            response = self.session.get(f"{self.base}/dags/{dag_id}", timeout=self.timeout)
-            if response.ok:
-                return response.json()
-            time.sleep(2)
-        errors = self.get("/importErrors").get("import_errors", [])
-        detail = (
-            "; ".join(f"{e['filename']}: {e['stack_trace'].splitlines()[-1]}" for e in errors) or "no import errors"
+
+        def not_there(_: requests.Response) -> str:
+            errors = self.get("/importErrors").get("import_errors", [])
+            lines = [f"{e['filename']}: {e['stack_trace'].splitlines()[-1]}" for e in errors]
+            return f"DAG {dag_id!r} did not appear in Airflow ({'; '.join(lines) or 'no import errors'})"
+
+        found = wait_until(
+            lambda: self.session.get(f"{self.base}/dags/{dag_id}", timeout=self.timeout),
+            lambda response: response.ok,
+            timeout=timeout_s,
+            interval=2,
+            message=not_there,
         )
-        raise UserError(f"DAG {dag_id!r} did not appear in Airflow within {timeout_s:.0f} s ({detail}).")
+        return found.json()
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         """Start a run (unpausing the DAG if needed); return its run id."""
@@ -84,21 +87,25 @@ class AirflowClient:
 
         `on_change`, if given, is called with each task instance whose state changed since the last poll.
         """
-        deadline = time.monotonic() + timeout_s
         seen: dict[str, str | None] = {}
-        while True:
+
+        def poll() -> dict:
             run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
             if on_change is not None:
                 for ti in self.task_instances(dag_id, run_id):
                     if seen.get(ti["task_id"], "unseen") != ti["state"]:
                         seen[ti["task_id"]] = ti["state"]
                         on_change(ti)
-            if run["state"] in FINISHED or time.monotonic() > deadline:
-                break
-            time.sleep(poll_s)
+            return run
+
+        run = wait_until(
+            poll,
+            lambda r: r["state"] in FINISHED,
+            timeout=timeout_s,
+            interval=poll_s,
+            message=lambda r: f"run {run_id} of {dag_id} is still {r['state']}",
+        )
         run["tasks"] = self.task_instances(dag_id, run_id)
-        if run["state"] not in FINISHED:
-            raise UserError(f"run {run_id} of {dag_id} still {run['state']} after {timeout_s:.0f} s")
         return run
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int | None = None) -> str:

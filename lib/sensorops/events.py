@@ -57,21 +57,10 @@ COLUMNS = (
 DEAD_LETTER_REASONS = ("invalid_json", "missing_field", "wrong_type")
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$"
 
-EVENT_COLUMNS = [
-    "sensor_id",
-    "event_time",
-    "temperature",
-    "humidity",
-    "pressure",
-    "is_anomaly",
-    "anomaly_type",
-    "building",
-    "floor",
-    "room",
-    "device_model",
-    "firmware_version",
-    "battery_level",
-]
+FLAT_NAMES = {"timestamp": "event_time", "model": "device_model"}
+"""Columns whose name changes once an event is read: the instant it names, and which device it came from."""
+
+EVENT_COLUMNS = [FLAT_NAMES.get(c, c) for c in COLUMNS]
 """A valid event, flat: what `read_event` returns (with `event_ms` for `event_time`) and the columns of
 `events_frame`."""
 

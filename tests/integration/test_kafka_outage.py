@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from sensorops import config, generator, kafka_io
+from sensorops.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,15 +86,18 @@ class Broker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             try:
                 kafka_io.ensure_topic("ready-check", 1, self.servers)
-                return
+                return True
             except Exception:
                 assert self.proc.poll() is None, f"the test broker exited, see {self.workdir / 'broker.log'}"
-                time.sleep(1)
-        raise AssertionError(f"the test broker did not start within 120 s, see {self.workdir / 'broker.log'}")
+                return False
+
+        wait_until(
+            ready, timeout=120, interval=1, message=f"the test broker did not start; see {self.workdir}/broker.log"
+        )
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

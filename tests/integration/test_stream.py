@@ -11,6 +11,7 @@ import pytest
 from kafka import KafkaProducer
 
 from sensorops import archive, config, events, features, flink, generator, kafka_io, stream
+from sensorops.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,24 +36,12 @@ def _produce_raw(topic: str, values: list[bytes]) -> None:
 
 def _wait_for(predicate, timeout: float = 120.0, every: float = 2.0):
     """Poll `predicate` until it is true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout:.0f} s")
+    wait_until(predicate, timeout=timeout, interval=every)
 
 
 def _at_least(read, n: int, timeout: float = 120.0):
-    """Poll `read()` until it returns `n` or more rows; return the last result."""
-    box = {}
-
-    def ready() -> bool:
-        box["value"] = read()
-        return len(box["value"]) >= n
-
-    _wait_for(ready, timeout)
-    return box["value"]
+    """Poll `read()` until it returns `n` or more rows; return them."""
+    return wait_until(read, lambda rows: len(rows) >= n, timeout=timeout, interval=2, message=f"fewer than {n} rows")
 
 
 @pytest.fixture(scope="module")

@@ -22,3 +22,11 @@ def test_missing_maven_is_named(monkeypatch, tmp_path):
 
 def test_java_on_this_machine_is_new_enough():
     assert "version" in local.check_java()
+
+
+def test_platform_without_its_extra_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "EXTRA_MODULES", (*local.EXTRA_MODULES, "sensorops_no_such_module"))
+    with pytest.raises(UserError, match=r"needs the `platform` extra \(missing: sensorops_no_such_module\)"):
+        local.require_extra()
+    monkeypatch.undo()
+    local.require_extra()  # this checkout has everything

@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    local.require_extra()
     results = local.up(timeout=args.timeout)
     print("The platform is up:")
     for h in results.values():
@@ -33,6 +34,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    local.require_extra()
     rows = local.status()
     for r in rows:
         pids = ",".join(map(str, r.pids)) or "-"
@@ -41,11 +43,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
+    local.require_extra()
     print("Stopped the platform; its data is kept." if local.down() else "Nothing was running.")
     return 0
 
 
 def _clean(args: argparse.Namespace) -> int:
+    local.require_extra()
     local.clean()
     print(f"Stopped the platform and deleted {config.load().home}.")
     return 0

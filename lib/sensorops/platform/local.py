@@ -11,12 +11,13 @@ stay importable from this module.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import logging
 import os
 import re
 import shutil
 import subprocess
-import time
 import xmlrpc.client
 from dataclasses import dataclass
 
@@ -32,8 +33,22 @@ from sensorops.platform.install import (
     render,
 )
 from sensorops.platform.layout import PORTS, PROGRAMS, VENV, Layout, flink_home, layout
+from sensorops.waiting import TimedOut, wait_until
 
 log = logging.getLogger(__name__)
+
+EXTRA_MODULES = ("supervisor", "yaml", "psutil", "airflow")
+"""What the `platform` extra brings; the runtime package (a pod's image) does without."""
+
+
+def require_extra() -> None:
+    """Raise, naming the fix, when the `platform` extra is not installed (`pip install .` alone, as in the image)."""
+    missing = [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(
+            f"the local platform needs the `platform` extra (missing: {', '.join(missing)}); "
+            "install it with `pip install -c requirements.lock -e '.[platform]'`, or run `make up`"
+        )
 
 
 # --- the Flink client ---------------------------------------------------------------------------------------------
@@ -144,20 +159,20 @@ def _start_stopped(lay: Layout) -> None:
 def wait_healthy(timeout: float) -> dict[str, health.Health]:
     """Poll every service until all answer, or fail naming the ones that did not and their log files."""
     lay = layout()
-    deadline = time.monotonic() + timeout
     pending = list(health.SERVICES)
     results: dict[str, health.Health] = {}
-    while pending and time.monotonic() < deadline:
+
+    def settled() -> bool:
+        """Every service answers, or a program gave up (FATAL: supervisor stopped restarting it)."""
         for name in list(pending):
             results[name] = health.check(name, timeout=2.0)
             if results[name].ok:
                 pending.remove(name)
                 log.info("%-8s up at %s", name, results[name].url)
-        fatal = [p for p in _program_states(lay).items() if p[1] == "FATAL"]
-        if fatal:
-            break
-        if pending:
-            time.sleep(2)
+        return not pending or "FATAL" in _program_states(lay).values()
+
+    with contextlib.suppress(TimedOut):  # what is still pending is named below
+        wait_until(settled, timeout=timeout, interval=2)
     if pending:
         logs = ", ".join(str(lay.log_file(p)) for name in pending for p in PROGRAMS[name])
         reasons = "; ".join(f"{n}: {results[n].detail}" for n in pending)
@@ -205,9 +220,10 @@ def down(timeout: float = 90.0) -> bool:
     pid = proxy.supervisor.getPID()
     proxy.supervisor.stopAllProcesses(True)
     proxy.supervisor.shutdown()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.5)
+    try:
+        wait_until(lambda: not _alive(pid), timeout=timeout, interval=0.5)
+    except TimedOut:
+        log.warning("supervisor (pid %d) is still running %.0f s after shutdown", pid, timeout)
     lay.socket.unlink(missing_ok=True)
     return True
 
