@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import cache
@@ -54,7 +55,20 @@ COLUMNS = (
 )
 """The flat columns of an events DataFrame; :func:`serialize` nests location and device_info."""
 
-DEAD_LETTER_REASONS = ("invalid_json", "missing_field", "wrong_type")
+DEAD_LETTER_REASONS = ("invalid_encoding", "too_large", "invalid_json", "missing_field", "wrong_type", "out_of_range")
+MAX_VALUE_BYTES = 64 * 1024
+"""A larger raw value is a dead letter (`too_large`): far above any real event (about 400 bytes) and far below Kafka's
+1 MB request size, so that no sink ever fails on the size of what it writes."""
+DEAD_LETTER_PAYLOAD_CHARS = 2_000
+"""How much of a rejected value its dead letter keeps (`dead_letter_text`)."""
+EARLIEST_MS = 946_684_800_000
+"""2000-01-01T00:00:00Z: an earlier event time is a dead letter (`out_of_range`)."""
+MAX_AHEAD_MS = 24 * 3600 * 1000
+"""An event time further ahead of the reader's clock is a dead letter (`out_of_range`): one event dated 9999 would
+otherwise move the job's watermark so far that every later event is late."""
+MAX_ABS_READING = 1e9
+"""A reading beyond this magnitude is a dead letter (`out_of_range`): squares of larger doubles overflow the rolling
+variance into infinities. (Non-finite literals, `NaN` or `1e400`, do not parse: `invalid_json`.)"""
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$"
 
 FLAT_NAMES = {"timestamp": "event_time", "model": "device_model"}
@@ -93,6 +107,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def in_time_range(ms: float) -> bool:
+    """Whether an event time (epoch milliseconds) is one the pipeline takes: from 2000 to a day ahead of the clock."""
+    return EARLIEST_MS <= ms <= time.time() * 1000 + MAX_AHEAD_MS
+
+
 def _invalid_reason(obj: Any) -> str | None:
     """Why a decoded JSON value is not a valid event (one of `DEAD_LETTER_REASONS`), or None."""
     if not isinstance(obj, dict):
@@ -103,27 +122,57 @@ def _invalid_reason(obj: Any) -> str | None:
     if not isinstance(sensor_id, str) or not sensor_id:
         return "wrong_type"
     ms = epoch_ms(obj["timestamp"])
-    if ms is None or ms <= 0:
+    if ms is None:
         return "wrong_type"
+    if not in_time_range(ms):
+        return "out_of_range"
     for channel in CHANNELS:
         value = obj.get(channel)
         if value is not None and not _is_number(value):
             return "wrong_type"
+        if value is not None and abs(value) > MAX_ABS_READING:
+            return "out_of_range"
     return None
 
 
-def read_event(payload: bytes | str | None) -> tuple[str | None, dict[str, Any] | None]:
+def read_event(
+    payload: bytes | str | None, max_bytes: int = MAX_VALUE_BYTES
+) -> tuple[str | None, dict[str, Any] | None]:
     """Decode and check one raw Kafka value, parsing it once: (dead-letter reason, None) or (None, flat event).
 
     The flat event has `EVENT_COLUMNS`, except `event_ms` (epoch milliseconds) in place of `event_time`.
     The stream job calls this for every record (as a Python UDF); batch code calls it through `split_payloads`.
+    No value makes it raise.
     """
+    if payload is not None and len(payload) > max_bytes:
+        return "too_large", None
     try:
         obj = orjson.loads(payload)  # type: ignore[arg-type]
     except (orjson.JSONDecodeError, TypeError):
-        return "invalid_json", None
+        return ("invalid_encoding" if _not_utf8(payload) else "invalid_json"), None
     reason = _invalid_reason(obj)
     return (reason, None) if reason else (None, _flat_event(obj))
+
+
+def _not_utf8(payload: bytes | str | None) -> bool:
+    if not isinstance(payload, bytes):
+        return False
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def dead_letter_text(payload: bytes | str | None) -> str:
+    """What a dead letter keeps of a rejected value: its text (bytes that are not UTF-8 as `\\xNN` escapes), cut to
+    `DEAD_LETTER_PAYLOAD_CHARS` with a note of the full size, so that a dead letter is never too large to write."""
+    if payload is None:
+        return ""
+    text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
+    if len(text) <= DEAD_LETTER_PAYLOAD_CHARS:
+        return text
+    return f"{text[:DEAD_LETTER_PAYLOAD_CHARS]}... [cut: {len(payload):,} bytes in all]"
 
 
 def dead_letter_reason(payload: bytes | str | None) -> str | None:

@@ -9,6 +9,7 @@ job's latest checkpoint, from which the next submission of that name resumes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -45,13 +46,21 @@ class JobStatus:
     """Records read from the source topic."""
     records_out: dict[str, int] = field(default_factory=dict)
     """Records received by each sink, by sink table name."""
+    restarts: int = 0
+    """Times the job restarted after a failure (Flink's `numRestarts`): input must never move it."""
     checkpoints_completed: int = 0
     last_checkpoint: str = ""
     """External path of the latest completed checkpoint (where a resubmission resumes)."""
 
     @property
     def running(self) -> bool:
+        """Active: running, or starting, restarting, failing (it still holds the job's name)."""
         return self.state in ACTIVE_STATES
+
+    @property
+    def healthy(self) -> bool:
+        """Running, and not in the middle of a restart."""
+        return self.state == "RUNNING"
 
     @property
     def records_per_s(self) -> float:
@@ -149,6 +158,9 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
                     result.records_in += value
                 else:
                     result.records_out[sink] = result.records_out.get(sink, 0) + value
+    if result.running:
+        with contextlib.suppress(UserError, requests.HTTPError, LookupError, ValueError):
+            result.restarts = int(float(_rest(f"/jobs/{job_id}/metrics", params={"get": "numRestarts"})[0]["value"]))
     try:
         checkpoints = _rest(f"/jobs/{job_id}/checkpoints")
     except (UserError, requests.HTTPError):

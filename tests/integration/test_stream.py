@@ -24,6 +24,18 @@ MALFORMED = [
     (b'{"sensor_id": "sensor-001", "timestamp": "2026-11-27T00:00:01.000Z", "temperature": "hot"}', "wrong_type"),
     (b'{"sensor_id": 42, "timestamp": "2026-11-27T00:00:01.000Z"}', "wrong_type"),
 ]
+HOSTILE = [
+    (b"\xff\xfe{", "invalid_encoding"),
+    (b'{"sensor_id": "s", "timestamp": "2026-11-27T00:00:01.000Z", "pad": "' + b"x" * 100_000 + b'"}', "too_large"),
+    (b'{"sensor_id": "s", "timestamp": "9999-12-31T00:00:00.000Z"}', "out_of_range"),
+    (b'{"sensor_id": "s", "timestamp": "1999-12-31T23:59:59.000Z"}', "out_of_range"),
+    (b'{"sensor_id": "s", "timestamp": "2026-11-27T00:00:01.000Z", "pressure": 1.797e308}', "out_of_range"),
+    (b'{"sensor_id": "s", "timestamp": "2026-11-27T00:00:01.000Z", "temperature": NaN}', "invalid_json"),
+    (b'{"sensor_id": "s", "timestamp": "2026-11-27T00:00:01.000Z", "temperature": 1e400}', "invalid_json"),
+]
+"""Values that once failed or endangered the job (a non-UTF-8 value restarted it without end): each must become a
+dead letter with its reason while the job keeps running."""
+MALFORMED += HOSTILE
 
 
 def _produce_raw(topic: str, values: list[bytes]) -> None:
@@ -90,7 +102,13 @@ def test_counts_balance_with_dead_letters(job):
     dead = _at_least(lambda: kafka_io.read(cfg.dead_letter_topic, committed_only=True, timeout_s=20), len(MALFORMED))
     assert len(rows) + len(dead) == job["produced"]
     assert sorted(d["reason"] for d in dead) == sorted(reason for _, reason in MALFORMED)
-    assert {d["payload"].encode() for d in dead} == {m for m, _ in MALFORMED}
+    assert {d["payload"] for d in dead} == {events.dead_letter_text(m) for m, _ in MALFORMED}
+
+
+def test_hostile_input_neither_stops_nor_restarts_the_job(job):
+    status = stream.status(job_id=job["job_id"])
+    assert status.state == "RUNNING" and status.restarts == 0
+    assert status.records_in >= job["produced"]
 
 
 def test_late_events_are_kept_and_counted(job):

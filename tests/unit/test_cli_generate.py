@@ -16,6 +16,8 @@ from sensorops import cli
         (["generate", "--duration", "0"], "--duration must be positive"),
         (["generate", "--days", "2"], "--days is for --mode backfill"),
         (["generate", "--mode", "backfill", "--start", "someday"], "--start 'someday' is not a timestamp"),
+        (["generate", "--mode", "backfill", "--start", "9999-01-01"], "outside 2000 .. a day from now"),
+        (["generate", "--mode", "backfill", "--start", "1990-01-01"], "outside 2000 .. a day from now"),
         (["generate", "--workers", "0"], "--partitions and --workers must be at least 1"),
         (["replay", "missing.csv", "--timestamp-column", "t", "--map", "temperature=T"], "no such file: missing.csv"),
         (

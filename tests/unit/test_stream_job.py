@@ -14,16 +14,30 @@ def _config() -> stream.StreamJobConfig:
 
 def test_parse_event_returns_the_batch_reading_of_a_valid_event():
     event = events.to_dicts(generator.simulate(n_sensors=1, duration_s=1, seed=3))[0]
-    row = stream.parse_event(json.dumps(event))
+    row = stream.parse_event(json.dumps(event).encode())
     _, expected = events.read_event(json.dumps(event))
-    assert row[0] is None
-    assert dict(zip(stream.PARSED_FIELDS[1:], row[1:])) == expected
+    assert row[0] is None and row[1] is None
+    assert dict(zip(stream.PARSED_FIELDS[2:], row[2:])) == expected
 
 
-def test_parse_event_returns_only_the_reason_of_a_dead_letter():
-    row = stream.parse_event('{"sensor_id": "s"}')
-    assert row[0] == "missing_field"
-    assert len(row) == len(stream.PARSED_FIELDS) and all(v is None for v in row[1:])
+def test_parse_event_returns_the_reason_and_the_text_of_a_dead_letter():
+    row = stream.parse_event(b'{"sensor_id": "s"}')
+    assert row[0] == "missing_field" and row[1] == '{"sensor_id": "s"}'
+    assert len(row) == len(stream.PARSED_FIELDS) and all(v is None for v in row[2:])
+
+
+def test_parse_event_never_raises_and_keeps_dead_letters_small():
+    oversized_valid = events.to_dicts(generator.simulate(n_sensors=1, duration_s=1, seed=3))[0]
+    oversized_valid["sensor_id"] = "s" * 1_500_000  # a valid event with a 1.5 MB key field
+    for payload, reason in [
+        (b"\xff\xfe{", "invalid_encoding"),
+        (b"x" * 900_000, "too_large"),
+        (json.dumps(oversized_valid).encode(), "too_large"),
+        (None, "invalid_json"),
+    ]:
+        row = stream.parse_event(payload)
+        assert row[0] == reason
+        assert len(row[1].encode()) < 3 * events.DEAD_LETTER_PAYLOAD_CHARS + 100
 
 
 def test_no_json_function_in_the_job_sql():

@@ -7,10 +7,11 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from sensorops import config, generator, kafka_io
+from sensorops import config, events, generator, kafka_io
 from sensorops.errors import UserError
 
 
@@ -98,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
             sim = generator.SensorSimulator(cfg, start=start)
         except ValueError as exc:
             raise UserError(f"--start {args.start!r} is not a timestamp: {exc}") from None
+        first_ms = int(np.datetime64(sim.start, "ms").astype(np.int64))  # not pandas: year 9999 overflows its ns
+        if not (events.in_time_range(first_ms) and events.in_time_range(first_ms + ticks * args.interval * 1000)):
+            raise UserError(
+                f"--start {args.start} puts event times outside 2000 .. a day from now, where the stream job would "
+                "send every event to the dead-letter topic (out_of_range); choose a start in that range"
+            )
         frames = sim.chunks(ticks, chunk_ticks=max(1, 20_000 // args.sensors))
         total = args.sensors * ticks
         what = f"backfill of {span} of event time from {pd.Timestamp(sim.start).isoformat()}Z"

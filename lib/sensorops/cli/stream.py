@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--wait", action="store_true", help="return once all tasks run")
     s.set_defaults(handler=run_submit)
 
-    st = actions.add_parser("status", help="state, records in and out, checkpoints")
+    st = actions.add_parser("status", help="state, restarts, records in and out, checkpoints (exit 1 unless RUNNING)")
     _name(st)
     st.add_argument("--watch", type=float, default=0, help="repeat every N seconds until Ctrl-C")
     st.set_defaults(handler=run_status)
@@ -74,7 +74,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
 def _print(s: flink.JobStatus) -> None:
     out = ", ".join(f"{k} {v:,}" for k, v in sorted(s.records_out.items())) or "-"
-    print(f"{s.name}  {s.job_id}  {s.state}  up {s.duration_s:,.0f} s")
+    print(f"{s.name}  {s.job_id}  {s.state}  up {s.duration_s:,.0f} s, {s.restarts} restarts")
     print(f"  records in   {s.records_in:,} ({s.records_per_s:,.0f}/s over the run)")
     print(f"  records out  {out}")
     print(f"  checkpoints  {s.checkpoints_completed} completed, latest {s.last_checkpoint or '-'}")
@@ -85,7 +85,7 @@ def run_status(args: argparse.Namespace) -> int:
         s = stream.status(args.name)
         _print(s)
         if not args.watch:
-            return 0 if s.running else 1
+            return 0 if s.healthy else 1  # a restarting job is not well, whatever it will become
         time.sleep(args.watch)
 
 

@@ -53,6 +53,8 @@ class StreamJobConfig:
     """Guarantee of the features topic: low latency for real-time scoring (see the module docstring)."""
     kafka_guarantee: str = "exactly-once"
     """Guarantee of the aggregates and dead-letter sinks."""
+    max_value_bytes: int = events.MAX_VALUE_BYTES
+    """A larger record value is a dead letter (`too_large`), so that no sink ever fails on a record's size."""
     archive: bool = True
     aggregates: bool = True
     extra: dict[str, str] = field(default_factory=dict)
@@ -62,6 +64,8 @@ class StreamJobConfig:
         for guarantee in (self.features_guarantee, self.kafka_guarantee):
             if guarantee not in GUARANTEES:
                 raise UserError(f"unknown delivery guarantee {guarantee!r}; choose one of {', '.join(GUARANTEES)}")
+        if self.max_value_bytes < 1_000:
+            raise UserError(f"max_value_bytes {self.max_value_bytes} is smaller than one event (about 400 bytes)")
         if self.checkpoint_interval_s <= 0 or self.watermark_delay_s < 0 or self.parallelism < 1:
             raise UserError("checkpoint interval and parallelism must be positive, the watermark delay not negative")
         self.group_id = self.group_id or self.name
@@ -145,26 +149,34 @@ def _feature_schema(exclude: tuple[str, ...] = ()) -> str:
     return ",\n  ".join(f"`{c}` {FEATURE_TYPES.get(c, 'DOUBLE')}" for c in features.FEATURE_COLUMNS if c not in exclude)
 
 
-PARSED_FIELDS = ("reason", "sensor_id", "event_ms", *events.EVENT_COLUMNS[2:])
-"""What `parse_event` returns for each record: the dead-letter reason, or the flat event (reason NULL)."""
+PARSED_FIELDS = ("reason", "dead_letter", "sensor_id", "event_ms", *events.EVENT_COLUMNS[2:])
+"""What `parse_event` returns for each record: the dead-letter reason and what the dead letter keeps of the value
+(`events.dead_letter_text`), or the flat event (both NULL)."""
+
+_EVENT_FIELDS = PARSED_FIELDS[2:]
+_NO_EVENT = (None,) * len(_EVENT_FIELDS)
 
 
-def parse_event(payload: str | None) -> Any:
-    """The job's one Python UDF: decode and check a raw value once (`events.read_event`), as a ROW."""
+def parse_event(payload: bytes | str | None, max_bytes: int = events.MAX_VALUE_BYTES) -> Any:
+    """The job's one Python UDF: decode and check a raw value once (`events.read_event`), as a ROW.
+
+    The value arrives as bytes, so that no value (not UTF-8, too large, not JSON) can fail the job: each becomes a
+    dead letter with its reason.
+    """
     from pyflink.common import Row
 
-    reason, event = events.read_event(payload)
+    reason, event = events.read_event(payload, max_bytes)
     if event is None:
-        return Row(reason, *[None] * (len(PARSED_FIELDS) - 1))
-    return Row(None, *(event[f] for f in PARSED_FIELDS[1:]))
+        return Row(reason, events.dead_letter_text(payload), *_NO_EVENT)
+    return Row(None, None, *(event[f] for f in _EVENT_FIELDS))
 
 
-def parse_event_udf() -> Any:
+def parse_event_udf(max_bytes: int = events.MAX_VALUE_BYTES) -> Any:
     from pyflink.table.udf import udf
 
-    types = {"reason": "STRING", "event_ms": "BIGINT", **FEATURE_TYPES}
+    types = {"reason": "STRING", "dead_letter": "STRING", "event_ms": "BIGINT", **FEATURE_TYPES}
     fields = ", ".join(f"`{f}` {types.get(f, 'DOUBLE')}" for f in PARSED_FIELDS)
-    return udf(parse_event, result_type=f"ROW<{fields}>")
+    return udf(lambda payload: parse_event(payload, max_bytes), result_type=f"ROW<{fields}>")
 
 
 @dataclass
@@ -193,11 +205,10 @@ def statements(cfg: StreamJobConfig) -> JobSql:
         "properties.group.id": cfg.group_id,
         "properties.auto.offset.reset": "earliest",
         "scan.startup.mode": "group-offsets",
-        "value.format": "raw",
-        "value.raw.charset": "UTF-8",
+        "value.format": "raw",  # bytes: decoding them is the UDF's job, where a bad value becomes a dead letter
     }
     source_ddl = f"""CREATE TEMPORARY TABLE sensor_source (
-  payload STRING,
+  payload BYTES,
   kafka_partition INT METADATA FROM 'partition' VIRTUAL,
   kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
@@ -209,7 +220,7 @@ def statements(cfg: StreamJobConfig) -> JobSql:
     ddl = [
         f"""CREATE TEMPORARY VIEW events AS
 SELECT {", ".join(f"`{c}`" for c in events.EVENT_COLUMNS)}, event_ms, proc_time,
-  payload, kafka_partition, kafka_offset, kafka_timestamp,
+  CAST(payload AS STRING) AS payload, kafka_partition, kafka_offset, kafka_timestamp,
   COALESCE(event_time < CURRENT_WATERMARK(event_time), FALSE) AS is_late
 FROM parsed WHERE reason IS NULL""",
     ]
@@ -217,15 +228,12 @@ FROM parsed WHERE reason IS NULL""",
     ddl.append(f"""CREATE TEMPORARY TABLE dead_letter_sink (
   payload STRING, reason STRING, kafka_partition INT, kafka_offset BIGINT, kafka_timestamp TIMESTAMP_LTZ(3)
 ) {_kafka_sink(cfg.dead_letter_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-dlq")}""")
-    ddl.append(f"""CREATE TEMPORARY TABLE features_sink (
-  {_feature_schema()}
-) {
-        _kafka_sink(
-            cfg.features_topic, cfg.bootstrap_servers, cfg.features_guarantee, f"{cfg.name}-features", key="sensor_id"
-        )
-    }""")
+    features_sink = _kafka_sink(
+        cfg.features_topic, cfg.bootstrap_servers, cfg.features_guarantee, f"{cfg.name}-features", key="sensor_id"
+    )
+    ddl.append(f"CREATE TEMPORARY TABLE features_sink (\n  {_feature_schema()}\n) {features_sink}")
     inserts = [
-        "INSERT INTO dead_letter_sink SELECT payload, reason, kafka_partition, kafka_offset, kafka_timestamp "
+        "INSERT INTO dead_letter_sink SELECT dead_letter, reason, kafka_partition, kafka_offset, kafka_timestamp "
         "FROM parsed WHERE reason IS NOT NULL",
         "INSERT INTO features_sink SELECT * FROM feature_rows",
     ]
@@ -306,7 +314,7 @@ def run_job(cfg: StreamJobConfig) -> None:
         env.get_config().set(key, value)
     sql = statements(cfg)
     env.execute_sql(sql.source)
-    env.create_temporary_function("parse_event", parse_event_udf())
+    env.create_temporary_function("parse_event", parse_event_udf(cfg.max_value_bytes))
     # SQL declares watermarks only on tables, so the decoded rows pass through a stream that gets one.
     timed = Schema.new_builder().column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(event_ms, 0), 3)")
     timed = timed.column_by_expression("proc_time", "PROCTIME()").watermark("event_time", sql.watermark).build()
