@@ -59,16 +59,7 @@ def _at_least(read, n: int, timeout: float = 120.0):
 @pytest.fixture(scope="module")
 def job():
     tag = uuid.uuid4().hex[:8]
-    cfg = stream.StreamJobConfig(
-        name=f"test-stream-{tag}",
-        source_topic=f"test-{tag}-events",
-        features_topic=f"test-{tag}-features",
-        aggregates_topic=f"test-{tag}-aggregates",
-        dead_letter_topic=f"test-{tag}-dlq",
-        archive_path=f"s3://{config.ARCHIVE_BUCKET}/tests/{tag}",
-        checkpoint_interval_s=2,
-        watermark_delay_s=5,
-    )
+    cfg = stream.StreamJobConfig.scratch("test", tag, checkpoint_interval_s=2, watermark_delay_s=5)
     in_order = generator.simulate(n_sensors=5, duration_s=60, seed=1, start="2026-11-27T00:00:00Z")
     # Out of order: readings of the same sensors 40 s older than the newest, well behind the watermark.
     late = generator.simulate(n_sensors=5, duration_s=5, seed=2, start="2026-11-27T00:00:20.250Z")
@@ -86,10 +77,7 @@ def job():
         _wait_for(lambda: stream.status(job_id=job_id).records_in >= produced)
         yield {"cfg": cfg, "job_id": job_id, "produced": produced, "valid": len(in_order) + len(late)}
     finally:
-        stream.cancel(cfg.name)
-        for topic in (cfg.source_topic, cfg.features_topic, cfg.aggregates_topic, cfg.dead_letter_topic):
-            kafka_io.delete_topic(topic)
-        archive.delete(cfg.archive_path)
+        stream.remove(cfg)
 
 
 def _committed_features(cfg: stream.StreamJobConfig, expected: int) -> list[dict]:

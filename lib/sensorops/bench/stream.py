@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 import orjson
 
-from sensorops import archive, events, flink, generator, kafka_io, stream
+from sensorops import events, flink, generator, kafka_io, stream
 from sensorops.errors import UserError
 from sensorops.waiting import wait_until
 
@@ -33,28 +33,9 @@ class LatencyReport:
     samples: list[float] = field(default_factory=list, repr=False)
 
 
-def _bench_config(tag: str, **overrides) -> stream.StreamJobConfig:
-    return stream.StreamJobConfig(
-        name=f"bench-stream-{tag}",
-        source_topic=f"bench-{tag}-events",
-        features_topic=f"bench-{tag}-features",
-        aggregates_topic=f"bench-{tag}-aggregates",
-        dead_letter_topic=f"bench-{tag}-dlq",
-        archive_path=f"{archive.ROOT}/bench/{tag}",
-        **overrides,
-    )
-
-
-def _cleanup(cfg: stream.StreamJobConfig) -> None:
-    stream.cancel(cfg.name)
-    for topic in (cfg.source_topic, cfg.features_topic, cfg.aggregates_topic, cfg.dead_letter_topic):
-        kafka_io.delete_topic(topic)
-    archive.delete(cfg.archive_path)
-
-
 def throughput(n_events: int = 1_000_000, n_sensors: int = 100, parallelism: int = 1) -> dict[str, float]:
     """Events per second the job sustains draining a backlog of `n_events`, archive and all sinks on."""
-    cfg = _bench_config(uuid.uuid4().hex[:8], parallelism=parallelism)
+    cfg = stream.StreamJobConfig.scratch("bench", uuid.uuid4().hex[:8], parallelism=parallelism)
     duration = n_events * 0.5 / n_sensors
     kafka_io.produce(
         generator.simulate(n_sensors=n_sensors, duration_s=duration, seed=7), topic=cfg.source_topic, workers=2
@@ -81,7 +62,7 @@ def throughput(n_events: int = 1_000_000, n_sensors: int = 100, parallelism: int
         rate = (seen - first_n) / max(last_t - first_t, 1e-9)
         return {"events": float(seen), "seconds": last_t - first_t, "events_per_s": rate}
     finally:
-        _cleanup(cfg)
+        stream.remove(cfg)
 
 
 def latency(
@@ -92,7 +73,9 @@ def latency(
     n_sensors: int = 100,
 ) -> LatencyReport:
     """Produce-to-feature latency percentiles at a steady offered `rate` with the features sink's `guarantee`."""
-    cfg = _bench_config(uuid.uuid4().hex[:8], features_guarantee=guarantee, checkpoint_interval_s=checkpoint_interval_s)
+    cfg = stream.StreamJobConfig.scratch(
+        "bench", uuid.uuid4().hex[:8], features_guarantee=guarantee, checkpoint_interval_s=checkpoint_interval_s
+    )
     fleet = events.to_dicts(generator.simulate(n_sensors=n_sensors, duration_s=0.5, seed=11))
     samples: list[float] = []
     stop = threading.Event()
@@ -140,4 +123,4 @@ def latency(
         return LatencyReport(guarantee, rate, sent, len(samples), *map(float, p), samples=samples)
     finally:
         stop.set()
-        _cleanup(cfg)
+        stream.remove(cfg)

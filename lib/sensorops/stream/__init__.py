@@ -4,7 +4,7 @@
 its topics. What it archives is read with `sensorops.archive`.
 """
 
-from sensorops.stream.control import JOB_FILE, cancel, prepare, status, submit
+from sensorops.stream.control import JOB_FILE, cancel, prepare, remove, status, submit
 from sensorops.stream.job import (
     DEFAULT_JOB_NAME,
     FEATURE_TYPES,
@@ -35,6 +35,7 @@ __all__ = [
     "parse_event",
     "parse_job_args",
     "prepare",
+    "remove",
     "run_job",
     "statements",
     "status",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sensorops import config, flink, kafka_io, storage
+from sensorops import archive, config, flink, kafka_io, storage
 from sensorops.stream.job import DEFAULT_JOB_NAME, StreamJobConfig
 
 JOB_FILE = Path(__file__).parents[1] / "jobs" / "sensor_stream.py"
@@ -17,7 +17,7 @@ JOB_FILE = Path(__file__).parents[1] / "jobs" / "sensor_stream.py"
 
 def prepare(cfg: StreamJobConfig) -> None:
     """Create the job's topics and buckets if missing (the job would otherwise fail on its first record)."""
-    for topic in (cfg.source_topic, cfg.features_topic, cfg.aggregates_topic, cfg.dead_letter_topic):
+    for topic in cfg.topics:
         kafka_io.ensure_topic(topic, servers=cfg.bootstrap_servers)
     if cfg.archive_path.startswith("s3://"):
         bucket = cfg.archive_path[5:].split("/", 1)[0]
@@ -47,3 +47,11 @@ def status(name: str = DEFAULT_JOB_NAME, job_id: str | None = None) -> flink.Job
 def cancel(name: str = DEFAULT_JOB_NAME, timeout: float = 60.0) -> flink.JobStatus | None:
     """Cancel the job, remembering its latest checkpoint for the next `submit`; None when nothing was running."""
     return flink.cancel(name, timeout)
+
+
+def remove(cfg: StreamJobConfig) -> None:
+    """Cancel the job and delete its topics and archive: the end of a scratch job (`StreamJobConfig.scratch`)."""
+    cancel(cfg.name)
+    for topic in cfg.topics:
+        kafka_io.delete_topic(topic, servers=cfg.bootstrap_servers)
+    archive.delete(cfg.archive_path)

@@ -72,6 +72,23 @@ class StreamJobConfig:
         self.bootstrap_servers = self.bootstrap_servers or config.load().kafka_bootstrap_servers
         self.archive_path = self.archive_path.rstrip("/")
 
+    @classmethod
+    def scratch(cls, kind: str, tag: str, **overrides: Any) -> StreamJobConfig:
+        """A job with topics and an archive of its own (`test-<tag>-events`, ...), for tests and benchmarks."""
+        return cls(
+            name=f"{kind}-stream-{tag}",
+            source_topic=f"{kind}-{tag}-events",
+            features_topic=f"{kind}-{tag}-features",
+            aggregates_topic=f"{kind}-{tag}-aggregates",
+            dead_letter_topic=f"{kind}-{tag}-dlq",
+            archive_path=f"{archive.ROOT}/{kind}/{tag}",
+            **overrides,
+        )
+
+    @property
+    def topics(self) -> tuple[str, str, str, str]:
+        return self.source_topic, self.features_topic, self.aggregates_topic, self.dead_letter_topic
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
