@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sensorops.errors import UserError
-from sensorops.events import COLUMNS
+from sensorops.events import COLUMNS, in_time_range
 from sensorops.generator import ANOMALY_TYPES
 
 log = logging.getLogger(__name__)
@@ -80,12 +80,35 @@ def _label(value: str) -> tuple[bool, str] | None:
 
 
 def _timestamps(raw: pd.Series) -> pd.Series:
-    """Parse ISO-8601 strings (naive ones are taken as UTC) or epoch seconds/milliseconds."""
+    """Parse ISO-8601 strings (naive ones are taken as UTC) or epoch seconds/milliseconds; NaT where it cannot."""
     numeric = pd.to_numeric(raw, errors="coerce")
     if numeric.notna().all() and len(raw):
-        unit = "ms" if numeric.abs().max() > 1e11 else "s"
-        return pd.to_datetime(numeric, unit=unit, utc=True)
+        plausible = numeric.where(numeric.abs() < 1e14)  # epoch milliseconds reach 1e14 in the year 5138
+        unit = "ms" if plausible.abs().median() > 1e11 else "s"
+        return pd.to_datetime(plausible, unit=unit, utc=True, errors="coerce")
     return pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+
+
+def _lines(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, list[str] | None, str]]:
+    """(line number, fields or None, what is wrong) for each non-blank line.
+
+    Each physical line is parsed alone: a stray quote cannot swallow the lines after it, and a field over the csv
+    module's size limit spoils its own line only.
+    """
+    try:
+        with path.open(newline="", encoding=encoding) as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue  # a blank line holds no reading
+                try:
+                    yield number, next(csv.reader([line], delimiter=delimiter, strict=True)), ""
+                except csv.Error as exc:
+                    yield number, None, f"CSV error: {exc}"
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path} is not {encoding} text (byte {exc.start}: {exc.reason}); "
+            "give its encoding, e.g. --encoding latin-1"
+        ) from None
 
 
 def read_csv(
@@ -95,6 +118,7 @@ def read_csv(
     label_column: str | None = None,
     delimiter: str = ",",
     sensor_id: str = "replay-001",
+    encoding: str = "utf-8-sig",
 ) -> ReplayData:
     """Read and check a CSV file of readings; see :class:`ReplayData`."""
     path = Path(path)
@@ -107,27 +131,21 @@ def read_csv(
     lines: list[int] = []
     records: list[list[str]] = []
     bad: list[BadRow] = []
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise UserError(f"{path} is empty") from None
-        needed = {timestamp_column, *mapping.values(), *([label_column] if label_column else [])}
-        missing = sorted(needed - set(header))
-        if missing:
-            raise UserError(f"{path} has no column(s) {missing}; its columns are {header}")
-        try:
-            for row in reader:
-                if not row:
-                    continue  # a blank line holds no reading
-                if len(row) != len(header):
-                    bad.append(BadRow(reader.line_num, f"{len(row)} fields, expected {len(header)}"))
-                    continue
-                records.append(row)
-                lines.append(reader.line_num)
-        except csv.Error as exc:
-            bad.append(BadRow(reader.line_num, f"CSV error: {exc}"))
+    rows = _lines(path, delimiter, encoding)
+    _, first, problem = next(rows, (0, None, "empty"))
+    if first is None:
+        raise UserError(f"{path} has no header line ({problem})")
+    header = [h.strip() for h in first]
+    needed = {timestamp_column, *mapping.values(), *([label_column] if label_column else [])}
+    missing = sorted(needed - set(header))
+    if missing:
+        raise UserError(f"{path} has no column(s) {missing}; its columns are {header}")
+    for number, row, problem in rows:
+        if row is None or len(row) != len(header):
+            bad.append(BadRow(number, problem or f"{len(row)} fields, expected {len(header)}"))
+            continue
+        records.append(row)
+        lines.append(number)
     raw = pd.DataFrame(records, columns=header, dtype=str) if records else pd.DataFrame(columns=header, dtype=str)
     n = len(raw)
     reasons: list[list[str]] = [[] for _ in range(n)]
@@ -138,6 +156,9 @@ def read_csv(
 
     ts = _timestamps(raw[timestamp_column].str.strip())
     flag(ts.isna().to_numpy(), lambda i: f"timestamp {raw[timestamp_column].iat[i]!r} is not a date")
+    epoch_ms = ts.astype("int64", copy=False).to_numpy() // 1_000_000 if len(ts) else np.array([], dtype=np.int64)
+    outside = ts.notna().to_numpy() & ~np.array([in_time_range(ms) for ms in epoch_ms], dtype=bool)
+    flag(outside, lambda i: f"timestamp {raw[timestamp_column].iat[i]!r} is outside 2000 .. a day from now")
 
     events = pd.DataFrame(index=range(n))
     events["sensor_id"] = raw[mapping["sensor_id"]].str.strip() if "sensor_id" in mapping else sensor_id

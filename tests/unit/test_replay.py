@@ -117,3 +117,40 @@ def test_rebase_moves_the_first_event_to_now(csv_file: Path) -> None:
     assert abs(pd.Timestamp.now(tz="UTC") - first["timestamp"].iloc[0]) < pd.Timedelta(seconds=5)
     gaps = first["timestamp"].diff().dropna()
     assert (gaps == events["timestamp"].diff().dropna().to_numpy()).all()
+
+
+def test_a_stray_quote_spoils_its_own_line_only(tmp_path: Path) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_text('ts,t\n2026-03-01T10:00:00Z,"20.5\n2026-03-01T10:00:01Z,20.6\n2026-03-01T10:00:02Z,20.7\n')
+    data = replay.read_csv(path, {"temperature": "t"}, "ts")
+    assert [b.line for b in data.bad_rows] == [2]
+    assert data.events["line"].tolist() == [3, 4]
+
+
+def test_a_huge_field_does_not_stop_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text(f"ts,t\n2026-03-01T10:00:00Z,{'9' * 200_000}\n2026-03-01T10:00:01Z,20.6\n")
+    data = replay.read_csv(path, {"temperature": "t"}, "ts")
+    assert [b.line for b in data.bad_rows] == [2] and "field larger than field limit" in data.bad_rows[0].reason
+    assert data.events["line"].tolist() == [3]
+
+
+def test_latin1_file_is_a_one_line_error_or_read_with_its_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("ts,t,room\n2026-03-01T10:00:00Z,20.5,Küche\n".encode("latin-1"))
+    mapping = {"temperature": "t", "room": "room"}
+    with pytest.raises(UserError, match="is not utf-8-sig text .*--encoding latin-1"):
+        replay.read_csv(path, mapping, "ts")
+    assert replay.read_csv(path, mapping, "ts", encoding="latin-1").events["room"].tolist() == ["Küche"]
+
+
+def test_event_times_the_job_would_reject_are_bad_rows(tmp_path: Path) -> None:
+    path = tmp_path / "times.csv"
+    path.write_text("ts,t\n1999-12-31T23:59:59Z,20.5\n9999-01-01T00:00:00Z,20.6\n2026-03-01T10:00:00Z,20.7\n")
+    data = replay.read_csv(path, {"temperature": "t"}, "ts")
+    assert [b.line for b in data.bad_rows] == [2, 3]  # 9999 is past what pandas represents: "not a date"
+    assert "outside 2000 .. a day from now" in data.bad_rows[0].reason
+    epochs = tmp_path / "epochs.csv"
+    epochs.write_text("ts,t\n1767261600,20.5\n99999999999999999999,20.6\n")
+    data = replay.read_csv(epochs, {"temperature": "t"}, "ts")
+    assert [b.line for b in data.bad_rows] == [3] and data.events["line"].tolist() == [2]

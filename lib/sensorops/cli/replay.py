@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timestamp-column", required=True, help="column with the event time (ISO-8601 or epoch s/ms)")
     p.add_argument("--label-column", default=None, help="column marking anomalies (0/1, true/false, or a type name)")
     p.add_argument("--delimiter", default=",", help="field separator (default ','; use '\\t' for tabs)")
+    p.add_argument(
+        "--encoding", default="utf-8-sig", help="the file's text encoding (default UTF-8, with or without BOM)"
+    )
     p.add_argument("--sensor-id", default="replay-001", help="sensor_id when no column is mapped to it")
     p.add_argument("--speed", default="1", help="1 = real time, N = N times faster, max = as fast as possible")
     p.add_argument("--rebase", action="store_true", help="shift timestamps so that the first event is now")
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         delimiter=delimiter,
         sensor_id=args.sensor_id,
+        encoding=args.encoding,
     )
     for bad in data.bad_rows[:SHOW_BAD_ROWS]:
         print(f"{args.file}: skipped {bad}")
