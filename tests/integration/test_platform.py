@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from minio.error import S3Error
@@ -127,3 +128,11 @@ def test_airflow_runs_a_dag_through_its_api(settings):
     run = client.wait_for_run("platform_smoke", run_id, timeout_s=300)
     assert run["state"] == "success", run["tasks"]
     assert [t["state"] for t in run["tasks"]] == ["success"]
+
+
+def test_flink_takes_no_jar_uploads_and_no_foreign_origins(settings):
+    upload = requests.post(f"{settings.flink_rest_url}/jars/upload", files={"jarfile": ("x.jar", b"PK")}, timeout=10)
+    assert not upload.ok and "POST request not allowed" in upload.text  # web.submit.enable: false
+    assert requests.get(f"{settings.flink_rest_url}/jars", timeout=10).status_code == 404  # no jar handlers at all
+    answer = requests.get(f"{settings.flink_rest_url}/config", timeout=10)
+    assert answer.ok and answer.headers["Access-Control-Allow-Origin"] == settings.flink_rest_url
