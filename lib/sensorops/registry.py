@@ -9,6 +9,7 @@ import logging
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
@@ -70,11 +71,29 @@ def run_url(run_id: str, settings: config.Settings | None = None) -> str:
 
 
 def load_model(model_uri: str) -> BaseEstimator:
-    """A scikit-learn model from the tracking server: `runs:/ID/model`, `models:/NAME@champion`, `models:/m-...`."""
+    """A scikit-learn model from the tracking server: `runs:/ID/model`, `models:/NAME@champion`, `models:/m-...`.
+
+    Never unpickled: only a model saved in the skops format loads, and only with the types of `TRUSTED_TYPES`
+    (MLflow would take the allow-list from the model's own MLmodel file, which whoever wrote the model controls).
+    Anything else is refused with `UserError`, before any of its bytes are deserialised.
+    """
+    import skops.io
+    from mlflow.models import Model
+
     client()
-    # MLflow refuses to unpickle (or un-skops) a model unless told the source is trusted: our own server is.
-    with config.temporary_environment({"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}):
-        return mlflow.sklearn.load_model(model_uri)
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    flavor = Model.load(folder / "MLmodel").flavors.get("sklearn", {})
+    saved_as = flavor.get("serialization_format", "no scikit-learn flavour")
+    if saved_as != "skops":
+        raise UserError(
+            f"refusing to load {model_uri}: it is saved as {saved_as}, which runs code on loading; "
+            "log models with `registry.log_model_run` (skops)"
+        )
+    path = folder / flavor["pickled_model"]
+    unknown = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+    if unknown:
+        raise UserError(f"refusing to load {model_uri}: it holds types this project does not trust: {unknown}")
+    return skops.io.load(path, trusted=TRUSTED_TYPES)
 
 
 @dataclass(frozen=True)

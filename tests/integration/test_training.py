@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 
+import mlflow
+import mlflow.sklearn
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -120,3 +122,14 @@ def test_champion_scores_a_sample(session) -> None:
     sample = training.model_inputs(split.test.head(20))
     predictions = model.predict(sample)
     assert len(predictions) == 20 and set(pd.unique(predictions)) <= {0, 1}
+
+
+def test_a_pickled_model_is_refused(session) -> None:
+    """Loading a pickle runs whatever code it carries: only skops models with our trusted types load."""
+    split, results, _ = session
+    mlflow.set_tracking_uri(config.load().mlflow_tracking_uri)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name="pickled"):
+        info = mlflow.sklearn.log_model(results[0].model, name="model", serialization_format="cloudpickle")
+    with pytest.raises(UserError, match="saved as cloudpickle"):
+        registry.load_model(info.model_uri)
