@@ -8,14 +8,11 @@ an existing MinIO) by setting the same variables.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-
-from sensorops.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository checkout (the package is installed editable from `lib/`)."""
@@ -90,16 +87,6 @@ class Settings:
     def s3_host(self) -> str:
         """The endpoint as `host:port`, the form the minio SDK takes."""
         return self.aws_endpoint_url.split("://", 1)[-1].rstrip("/")
-
-    def with_endpoints(self, endpoints: Mapping[str, str]) -> Settings:
-        """These settings with some services at other addresses (`{"kafka": "host:9092", "s3": "http://..."}`)."""
-        unknown = set(endpoints) - set(ENDPOINT_FIELDS)
-        if unknown:
-            raise UserError(
-                f"unknown service in endpoints: {', '.join(sorted(unknown))}; choose from {', '.join(ENDPOINT_FIELDS)}"
-            )
-        changes = {ENDPOINT_FIELDS[service]: str(address).rstrip("/") for service, address in endpoints.items()}
-        return dataclasses.replace(self, **changes)
 
 
 ENDPOINT_FIELDS = {

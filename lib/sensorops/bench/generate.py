@@ -61,8 +61,10 @@ def run(
     workers: list[int],
     servers: str | None = None,
     progress: Callable[[Step], None] | None = None,
+    on_setup: Callable[[str], None] | None = None,
 ) -> GenerateBench:
-    """Measure each step; `progress` is called with each step as soon as it is measured."""
+    """Measure each step; `on_setup` is called with the setup line before the first step, `progress` with each step
+    as soon as it is measured."""
     if n_events < n_sensors or n_sensors < 1 or not workers or min(workers) < 1:
         raise UserError("need --sensors >= 1, --events >= --sensors and worker counts >= 1")
     cfg = generator.GeneratorConfig(n_sensors=n_sensors, interval_s=1.0)
@@ -81,6 +83,8 @@ def run(
             progress(step)
 
     result = GenerateBench(n, n_sensors, chunk * n_sensors, setup_line(n_sensors, chunk * n_sensors, n), steps)
+    if on_setup:
+        on_setup(result.setup)
     t0 = time.perf_counter()
     batches = list(frames())
     done(Step("generation only", time.perf_counter() - t0, n))
