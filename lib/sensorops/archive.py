@@ -193,17 +193,10 @@ def write(
 
 def delete(location: str) -> int:
     """Delete every object under an archive location (for tests and benchmarks); return how many."""
-    from minio.deleteobjects import DeleteObject
-
     scheme, path = _path(location)
     bucket, _, prefix = path.partition("/")
     if scheme != "s3://":
         raise UserError(f"an archive location to delete is s3://bucket/prefix, not {location!r}")
     if not prefix:
         raise UserError("refusing to delete a whole bucket; give a prefix such as s3://bucket/tests/run-1")
-    client = storage.client()
-    names = [o.object_name for o in client.list_objects(bucket, prefix=prefix + "/", recursive=True)]
-    errors = list(client.remove_objects(bucket, (DeleteObject(n) for n in names)))
-    if errors:
-        raise UserError(f"could not delete {len(errors)} objects under {location}: {errors[0]}")
-    return len(names)
+    return storage.delete_prefix(bucket, prefix + "/")

@@ -20,6 +20,7 @@ anomaly_type) of the wrong type become null.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -59,6 +60,8 @@ DEAD_LETTER_REASONS = ("invalid_encoding", "too_large", "invalid_json", "missing
 MAX_VALUE_BYTES = 64 * 1024
 """A larger raw value is a dead letter (`too_large`): far above any real event (about 400 bytes) and far below Kafka's
 1 MB request size, so that no sink ever fails on the size of what it writes."""
+MAX_KEY_BYTES = 1024
+"""A larger record key is a dead letter (`too_large`): the key is a sensor id (about 10 bytes)."""
 DEAD_LETTER_PAYLOAD_CHARS = 2_000
 """How much of a rejected value its dead letter keeps (`dead_letter_text`)."""
 EARLIEST_MS = 946_684_800_000
@@ -136,15 +139,19 @@ def _invalid_reason(obj: Any) -> str | None:
 
 
 def read_event(
-    payload: bytes | str | None, max_bytes: int = MAX_VALUE_BYTES
+    payload: bytes | str | None,
+    max_bytes: int = MAX_VALUE_BYTES,
+    key: bytes | None = None,
+    max_key_bytes: int = MAX_KEY_BYTES,
 ) -> tuple[str | None, dict[str, Any] | None]:
-    """Decode and check one raw Kafka value, parsing it once: (dead-letter reason, None) or (None, flat event).
+    """Decode and check one raw Kafka value (and the size of its key), parsing it once: (dead-letter reason, None)
+    or (None, flat event).
 
     The flat event has `EVENT_COLUMNS`, except `event_ms` (epoch milliseconds) in place of `event_time`.
     The stream job calls this for every record (as a Python UDF); batch code calls it through `split_payloads`.
     No value makes it raise.
     """
-    if payload is not None and len(payload) > max_bytes:
+    if (payload is not None and len(payload) > max_bytes) or (key is not None and len(key) > max_key_bytes):
         return "too_large", None
     try:
         obj = orjson.loads(payload)  # type: ignore[arg-type]
@@ -229,11 +236,14 @@ def flatten_event(event: Mapping[str, Any]) -> dict[str, Any]:
     return _with_event_time(_flat_event(event))
 
 
-def split_payloads(payloads: Iterable[bytes | str]) -> tuple[pd.DataFrame, list[tuple[bytes | str, str]]]:
-    """Raw Kafka values, in arrival order, as (flat valid events, [(payload, reason)] dead letters)."""
+def split_payloads(
+    payloads: Iterable[bytes | str], keys: Iterable[bytes | None] | None = None
+) -> tuple[pd.DataFrame, list[tuple[bytes | str, str]]]:
+    """Raw Kafka values (and their keys, if given), in arrival order, as (flat valid events, [(payload, reason)]
+    dead letters)."""
     rows, dead = [], []
-    for payload in payloads:
-        reason, row = read_event(payload)
+    for payload, key in zip(payloads, keys if keys is not None else itertools.repeat(None)):
+        reason, row = read_event(payload, key=key)
         if reason:
             dead.append((payload, reason))
         else:

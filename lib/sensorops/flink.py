@@ -3,8 +3,10 @@
 Every job of the project (the stream job today, the scoring job next) goes through here. Submission runs Flink's own
 command-line client (`flink run -py FILE`, through `platform.local.flink_cli`) against `FLINK_REST_URL`; everything
 else is the REST API. A job is known by its name: submitting a name that is already active returns the running job
-instead of starting a second one (a file lock makes two concurrent submissions safe), and cancelling remembers the
-job's latest checkpoint, from which the next submission of that name resumes.
+instead of starting a second one (a file lock makes two concurrent submissions safe). The next submission of a name
+resumes where the last job of that name stopped: from the savepoint taken when the platform stopped
+(`stop_with_savepoint`), the checkpoint recorded when it was cancelled, or, when the job was lost (its JobManager
+killed: a session cluster without high availability forgets its jobs), the newest checkpoint it retained in S3.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from urllib.parse import urlparse
 
 import requests
 
-from sensorops import config
+from sensorops import config, storage
 from sensorops.errors import ServiceUnavailable, UserError
 from sensorops.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
+CHECKPOINTS = "checkpoints"
+"""Where jobs checkpoint in `config.CHECKPOINT_BUCKET` (`execution.checkpointing.dir`): `<job id>/chk-<n>/`."""
 ACTIVE_STATES = ("INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "RECONCILING", "FAILING", "CANCELLING")
 FINAL_STATES = ("FAILED", "CANCELED", "FINISHED")
 
@@ -51,6 +55,11 @@ class JobStatus:
     checkpoints_completed: int = 0
     last_checkpoint: str = ""
     """External path of the latest completed checkpoint (where a resubmission resumes)."""
+    checkpoint_id: int = 0
+    checkpoint_bytes: int = 0
+    """Full size of the latest completed checkpoint: the job's state."""
+    checkpoint_s: float = 0.0
+    """How long the latest completed checkpoint took, end to end."""
 
     @property
     def running(self) -> bool:
@@ -168,6 +177,9 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
     result.checkpoints_completed = checkpoints.get("counts", {}).get("completed", 0)
     latest = (checkpoints.get("latest") or {}).get("completed") or {}
     result.last_checkpoint = latest.get("external_path", "")
+    result.checkpoint_id = latest.get("id", 0)
+    result.checkpoint_bytes = latest.get("state_size", 0)
+    result.checkpoint_s = latest.get("end_to_end_duration", 0) / 1000
     return result
 
 
@@ -176,17 +188,46 @@ def _state_file(name: str) -> Path:
 
 
 def _remember(name: str, **values: Any) -> None:
+    saved = {**_saved(name), **values}
     path = _state_file(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    saved.update(values)
     path.write_text(json.dumps(saved, indent=2))
 
 
-def resume_point(name: str) -> str:
-    """The checkpoint or savepoint a resubmission of `name` starts from ('' for a fresh start)."""
+def _saved(name: str) -> dict[str, Any]:
     path = _state_file(name)
-    return json.loads(path.read_text()).get("resume_from", "") if path.exists() else ""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def retained_checkpoint(job_id: str) -> str:
+    """The newest checkpoint that job `job_id` left in S3 ('' if none)."""
+    prefix = f"{CHECKPOINTS}/{job_id}/"
+    found = storage.client().list_objects(config.CHECKPOINT_BUCKET, prefix=prefix, recursive=True)
+    numbers = [int(m.group(1)) for o in found if (m := re.fullmatch(rf"{prefix}chk-(\d+)/_metadata", o.object_name))]
+    return f"s3://{config.CHECKPOINT_BUCKET}/{prefix}chk-{max(numbers)}" if numbers else ""
+
+
+def forget(name: str) -> None:
+    """Delete what is kept to resume `name`: its record and the checkpoints its last job retained (scratch jobs)."""
+    job_id = _saved(name).get("job_id")
+    if job_id:
+        storage.delete_prefix(config.CHECKPOINT_BUCKET, f"{CHECKPOINTS}/{job_id}/")
+    for path in (_state_file(name), _state_file(name).with_suffix(".lock")):
+        path.unlink(missing_ok=True)
+
+
+def resume_point(name: str) -> str:
+    """The savepoint or checkpoint a resubmission of `name` starts from ('' for a fresh start).
+
+    That is the one recorded when the last job stopped; if it stopped without a word (lost with its JobManager, or
+    failed), the newest checkpoint it retained; if it had none yet, where that job itself had resumed from.
+    """
+    saved = _saved(name)
+    if saved.get("resume_from") or not saved.get("job_id"):
+        return saved.get("resume_from", "")
+    if any(job["jid"] == saved["job_id"] and job["state"] in ACTIVE_STATES for job in jobs(name)):
+        return ""  # still running: `submit` returns it
+    return retained_checkpoint(saved["job_id"]) or saved.get("resumed_from", "")
 
 
 def rest_address(url: str) -> str:
@@ -224,7 +265,7 @@ def submit(
         job_id = next((line.rsplit(" ", 1)[-1] for line in done.stdout.splitlines() if "JobID" in line), "")
         if not job_id:
             raise UserError(f"the Flink client submitted {name} but printed no job id: {done.stdout[-500:]}")
-        _remember(name, job_id=job_id, args=list(args), resume_from="")
+        _remember(name, job_id=job_id, args=list(args), resume_from="", resumed_from=resume)
         return job_id, True
 
 
@@ -260,3 +301,38 @@ def cancel(name: str, timeout: float = 60.0) -> JobStatus | None:
         _remember(name, resume_from=final.last_checkpoint)
     log.info("cancelled %s (%s); resume point %s", name, job_id, final.last_checkpoint or "none")
     return final
+
+
+def stop_with_savepoint(name: str, timeout: float = 120.0) -> str:
+    """Stop the running job called `name` with a savepoint, recorded for the next `submit`; return its location.
+
+    A job that is not RUNNING (restarting, say) cannot take one: it is cancelled, and resumes from its newest
+    checkpoint. Returns '' when nothing was running.
+    """
+    job_id = find_active(name)
+    if not job_id:
+        return ""
+    if status(job_id=job_id).state != "RUNNING":
+        final = cancel(name, timeout)
+        return final.last_checkpoint if final else ""
+    request_id = _rest(f"/jobs/{job_id}/stop", method="POST", json={"drain": False})["request-id"]
+    done = wait_until(
+        lambda: _rest(f"/jobs/{job_id}/savepoints/{request_id}"),
+        lambda r: r["status"]["id"] == "COMPLETED",
+        timeout=timeout,
+        interval=1,
+        message=f"job {name} ({job_id}) took no savepoint in {timeout:.0f} s",
+    )
+    operation = done.get("operation", {})
+    if "location" not in operation:
+        cause = operation.get("failure-cause", {}).get("stack-trace", "no cause given").splitlines()[0]
+        raise UserError(f"the savepoint of {name} failed ({cause}); it keeps running")
+    _remember(name, resume_from=operation["location"])
+    log.info("stopped %s (%s) with savepoint %s", name, job_id, operation["location"])
+    return operation["location"]
+
+
+def stop_all(timeout: float = 120.0) -> dict[str, str]:
+    """Stop every running job with a savepoint (`stop_with_savepoint`): job name -> where it resumes from."""
+    names = {job["name"] for job in jobs() if job["state"] in ACTIVE_STATES}
+    return {name: stop_with_savepoint(name, timeout) for name in sorted(names)}

@@ -61,3 +61,17 @@ def pyarrow_filesystem(settings: config.Settings | None = None):
         region=s.aws_region,
         scheme="https" if s.s3_secure else "http",
     )
+
+
+def delete_prefix(bucket: str, prefix: str, settings: config.Settings | None = None) -> int:
+    """Delete every object whose name starts with `prefix` (a folder: it must end with `/`); return how many."""
+    from minio.deleteobjects import DeleteObject
+
+    if not prefix.endswith("/") or prefix == "/":
+        raise ValueError(f"a prefix to delete names a folder, like runs/1/, not {prefix!r}")
+    c = client(settings)
+    names = [o.object_name for o in c.list_objects(bucket, prefix=prefix, recursive=True)]
+    errors = list(c.remove_objects(bucket, (DeleteObject(n) for n in names)))
+    if errors:
+        raise RuntimeError(f"could not delete {len(errors)} objects under s3://{bucket}/{prefix}: {errors[0]}")
+    return len(names)

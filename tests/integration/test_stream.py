@@ -36,12 +36,17 @@ HOSTILE = [
 """Values that once failed or endangered the job (a non-UTF-8 value restarted it without end): each must become a
 dead letter with its reason while the job keeps running."""
 MALFORMED += HOSTILE
+OVERSIZED_KEY = b"k" * (events.MAX_KEY_BYTES + 1)
+"""The key of a record whose value is valid: `too_large` all the same."""
+VALID_VALUE = b'{"sensor_id": "s", "timestamp": "2026-11-27T00:00:02Z"}'
+KEYED = [(None, m) for m, _ in MALFORMED] + [(OVERSIZED_KEY, VALID_VALUE)]
+KEYED_REASONS = [reason for _, reason in MALFORMED] + ["too_large"]
 
 
-def _produce_raw(topic: str, values: list[bytes]) -> None:
+def _produce_raw(topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
     producer = KafkaProducer(bootstrap_servers=config.load().kafka_bootstrap_servers, acks="all")
-    for value in values:
-        producer.send(topic, value)
+    for key, value in records:
+        producer.send(topic, value, key=key)
     producer.flush()
     producer.close()
 
@@ -65,8 +70,8 @@ def job():
     late = generator.simulate(n_sensors=5, duration_s=5, seed=2, start="2026-11-27T00:00:20.250Z")
     kafka_io.ensure_topic(cfg.source_topic, partitions=2)
     kafka_io.produce(in_order, topic=cfg.source_topic)
-    _produce_raw(cfg.source_topic, [m for m, _ in MALFORMED])
-    produced = len(in_order) + len(late) + len(MALFORMED)
+    _produce_raw(cfg.source_topic, KEYED)
+    produced = len(in_order) + len(late) + len(KEYED)
     job_id, started = stream.submit(cfg)
     assert started
     try:
@@ -87,10 +92,10 @@ def _committed_features(cfg: stream.StreamJobConfig, expected: int) -> list[dict
 def test_counts_balance_with_dead_letters(job):
     cfg = job["cfg"]
     rows = _committed_features(cfg, job["valid"])
-    dead = _at_least(lambda: kafka_io.read(cfg.dead_letter_topic, committed_only=True, timeout_s=20), len(MALFORMED))
+    dead = _at_least(lambda: kafka_io.read(cfg.dead_letter_topic, committed_only=True, timeout_s=20), len(KEYED))
     assert len(rows) + len(dead) == job["produced"]
-    assert sorted(d["reason"] for d in dead) == sorted(reason for _, reason in MALFORMED)
-    assert {d["payload"] for d in dead} == {events.dead_letter_text(m) for m, _ in MALFORMED}
+    assert sorted(d["reason"] for d in dead) == sorted(KEYED_REASONS)
+    assert {d["payload"] for d in dead} == {events.dead_letter_text(value) for _, value in KEYED}
 
 
 def test_hostile_input_neither_stops_nor_restarts_the_job(job):
@@ -133,8 +138,9 @@ def test_archive_holds_the_rows_of_the_features_topic(job):
 def test_stream_features_equal_batch(job):
     cfg = job["cfg"]
     got = stream.features_frame(_committed_features(cfg, job["valid"]))
-    valid, dead = events.split_payloads(kafka_io.read(cfg.source_topic, timeout_s=30, decode=None))
-    assert len(dead) == len(MALFORMED)
+    source = list(kafka_io.records(cfg.source_topic, timeout_s=30))
+    valid, dead = events.split_payloads([r.value for r in source], keys=[r.key for r in source])
+    assert len(dead) == len(KEYED)
     expected = features.compute_features(valid)
     merged = expected.merge(got, on=["sensor_id", "event_time"], suffixes=("_batch", "_stream"), validate="1:1")
     assert len(merged) == len(expected) == len(got)

@@ -40,6 +40,18 @@ def test_parse_event_never_raises_and_keeps_dead_letters_small():
         assert len(row[1].encode()) < 3 * events.DEAD_LETTER_PAYLOAD_CHARS + 100
 
 
+def test_an_oversized_key_makes_a_valid_event_a_dead_letter():
+    valid = json.dumps(events.to_dicts(generator.simulate(n_sensors=1, duration_s=1, seed=3))[0]).encode()
+    assert stream.parse_event(valid, b"k" * events.MAX_KEY_BYTES)[0] is None
+    assert stream.parse_event(valid, b"k" * (events.MAX_KEY_BYTES + 1))[0] == "too_large"
+
+
+def test_the_job_bounds_its_state_and_tolerates_failed_checkpoints():
+    settings = stream.job_configuration(stream.StreamJobConfig(bootstrap_servers="127.0.0.1:9092", state_ttl_s=90))
+    assert settings["table.exec.state.ttl"] == "90 s"
+    assert int(settings["execution.checkpointing.tolerable-failed-checkpoints"]) > 0
+
+
 def test_no_json_function_in_the_job_sql():
     # Each JSON_VALUE or JSON_QUERY parses the whole payload again: records are decoded once, by parse_event.
     sql = stream.statements(_config())

@@ -57,3 +57,15 @@ def delete_topic(topic: str, servers: str | None = None) -> None:
         pass
     finally:
         admin.close()
+
+
+def committed_offsets(group: str, topic: str, servers: str | None = None) -> dict[int, int]:
+    """The offsets consumer group `group` has committed on each partition of `topic` (absent: none yet)."""
+    admin = _admin(bootstrap_servers(servers))
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    except kafka_errors.KafkaError as exc:
+        raise unreachable(bootstrap_servers(servers), exc) from exc
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}

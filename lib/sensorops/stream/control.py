@@ -50,8 +50,10 @@ def cancel(name: str = DEFAULT_JOB_NAME, timeout: float = 60.0) -> flink.JobStat
 
 
 def remove(cfg: StreamJobConfig) -> None:
-    """Cancel the job and delete its topics and archive: the end of a scratch job (`StreamJobConfig.scratch`)."""
+    """Cancel the job and delete its topics, archive and checkpoints: the end of a scratch job
+    (`StreamJobConfig.scratch`)."""
     cancel(cfg.name)
+    flink.forget(cfg.name)
     for topic in cfg.topics:
         kafka_io.delete_topic(topic, servers=cfg.bootstrap_servers)
     archive.delete(cfg.archive_path)

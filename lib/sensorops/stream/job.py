@@ -55,6 +55,16 @@ class StreamJobConfig:
     """Guarantee of the aggregates and dead-letter sinks."""
     max_value_bytes: int = events.MAX_VALUE_BYTES
     """A larger record value is a dead letter (`too_large`), so that no sink ever fails on a record's size."""
+    max_key_bytes: int = events.MAX_KEY_BYTES
+    """A larger record key is a dead letter (`too_large`)."""
+    state_ttl_s: float = 3600.0
+    """Keyed state (a sensor's recent readings) not updated for this long is dropped, so that a stream of ever new
+    sensor ids cannot grow the TaskManager's heap without end. A sensor silent for longer starts its rolling
+    features afresh."""
+    tolerable_checkpoint_failures: int = 60
+    """Checkpoints that may fail in a row (S3 unreachable) before the job restarts: with the interval and the
+    timeout below, about ten minutes of outage cost no restart."""
+    checkpoint_timeout_s: float = 120.0
     archive: bool = True
     aggregates: bool = True
     extra: dict[str, str] = field(default_factory=dict)
@@ -66,8 +76,10 @@ class StreamJobConfig:
                 raise UserError(f"unknown delivery guarantee {guarantee!r}; choose one of {', '.join(GUARANTEES)}")
         if self.max_value_bytes < 1_000:
             raise UserError(f"max_value_bytes {self.max_value_bytes} is smaller than one event (about 400 bytes)")
-        if self.checkpoint_interval_s <= 0 or self.watermark_delay_s < 0 or self.parallelism < 1:
-            raise UserError("checkpoint interval and parallelism must be positive, the watermark delay not negative")
+        if min(self.checkpoint_interval_s, self.checkpoint_timeout_s, self.state_ttl_s, self.parallelism) <= 0:
+            raise UserError("checkpoint interval and timeout, state TTL and parallelism must be positive")
+        if self.watermark_delay_s < 0 or self.tolerable_checkpoint_failures < 0 or self.max_key_bytes < 1:
+            raise UserError("the watermark delay and tolerable checkpoint failures must not be negative")
         self.group_id = self.group_id or self.name
         self.bootstrap_servers = self.bootstrap_servers or config.load().kafka_bootstrap_servers
         self.archive_path = self.archive_path.rstrip("/")
@@ -174,26 +186,32 @@ _EVENT_FIELDS = PARSED_FIELDS[2:]
 _NO_EVENT = (None,) * len(_EVENT_FIELDS)
 
 
-def parse_event(payload: bytes | str | None, max_bytes: int = events.MAX_VALUE_BYTES) -> Any:
+def parse_event(
+    payload: bytes | str | None,
+    key: bytes | None = None,
+    max_bytes: int = events.MAX_VALUE_BYTES,
+    max_key_bytes: int = events.MAX_KEY_BYTES,
+) -> Any:
     """The job's one Python UDF: decode and check a raw value once (`events.read_event`), as a ROW.
 
-    The value arrives as bytes, so that no value (not UTF-8, too large, not JSON) can fail the job: each becomes a
-    dead letter with its reason.
+    The value and key arrive as bytes, so that no record (not UTF-8, too large, not JSON) can fail the job: each
+    becomes a dead letter with its reason.
     """
     from pyflink.common import Row
 
-    reason, event = events.read_event(payload, max_bytes)
+    reason, event = events.read_event(payload, max_bytes, key, max_key_bytes)
     if event is None:
         return Row(reason, events.dead_letter_text(payload), *_NO_EVENT)
     return Row(None, None, *(event[f] for f in _EVENT_FIELDS))
 
 
-def parse_event_udf(max_bytes: int = events.MAX_VALUE_BYTES) -> Any:
+def parse_event_udf(cfg: StreamJobConfig) -> Any:
     from pyflink.table.udf import udf
 
     types = {"reason": "STRING", "dead_letter": "STRING", "event_ms": "BIGINT", **FEATURE_TYPES}
     fields = ", ".join(f"`{f}` {types.get(f, 'DOUBLE')}" for f in PARSED_FIELDS)
-    return udf(lambda payload: parse_event(payload, max_bytes), result_type=f"ROW<{fields}>")
+    limits = cfg.max_value_bytes, cfg.max_key_bytes
+    return udf(lambda payload, key: parse_event(payload, key, *limits), result_type=f"ROW<{fields}>")
 
 
 @dataclass
@@ -222,9 +240,14 @@ def statements(cfg: StreamJobConfig) -> JobSql:
         "properties.group.id": cfg.group_id,
         "properties.auto.offset.reset": "earliest",
         "scan.startup.mode": "group-offsets",
-        "value.format": "raw",  # bytes: decoding them is the UDF's job, where a bad value becomes a dead letter
+        # Bytes: decoding them is the UDF's job, where a bad value (or an oversized key) becomes a dead letter.
+        "value.format": "raw",
+        "key.format": "raw",
+        "key.fields": "record_key",
+        "value.fields-include": "EXCEPT_KEY",
     }
     source_ddl = f"""CREATE TEMPORARY TABLE sensor_source (
+  record_key BYTES,
   payload BYTES,
   kafka_partition INT METADATA FROM 'partition' VIRTUAL,
   kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
@@ -232,7 +255,7 @@ def statements(cfg: StreamJobConfig) -> JobSql:
 ) {_with(source)}"""
     parse = (
         "SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
-        "FROM (SELECT *, parse_event(payload) AS e FROM sensor_source)"
+        "FROM (SELECT *, parse_event(payload, record_key) AS e FROM sensor_source)"
     )
     ddl = [
         f"""CREATE TEMPORARY VIEW events AS
@@ -308,6 +331,9 @@ def job_configuration(cfg: StreamJobConfig) -> dict[str, str]:
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.min-pause": "1 s",
+        "execution.checkpointing.timeout": f"{cfg.checkpoint_timeout_s:g} s",
+        "execution.checkpointing.tolerable-failed-checkpoints": str(cfg.tolerable_checkpoint_failures),
+        "table.exec.state.ttl": f"{cfg.state_ttl_s:g} s",
         "restart-strategy.type": "exponential-delay",
         "restart-strategy.exponential-delay.initial-backoff": "1 s",
         "restart-strategy.exponential-delay.max-backoff": "30 s",
@@ -331,7 +357,7 @@ def run_job(cfg: StreamJobConfig) -> None:
         env.get_config().set(key, value)
     sql = statements(cfg)
     env.execute_sql(sql.source)
-    env.create_temporary_function("parse_event", parse_event_udf(cfg.max_value_bytes))
+    env.create_temporary_function("parse_event", parse_event_udf(cfg))
     # SQL declares watermarks only on tables, so the decoded rows pass through a stream that gets one.
     timed = Schema.new_builder().column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(event_ms, 0), 3)")
     timed = timed.column_by_expression("proc_time", "PROCTIME()").watermark("event_time", sql.watermark).build()
