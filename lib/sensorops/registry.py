@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,7 +212,10 @@ def log_session(
         client()
         mlflow.set_experiment(experiment)
     except MlflowException as exc:
-        raise ServiceUnavailable(f"MLflow does not answer at {config.load().mlflow_tracking_uri}: {exc}") from exc
+        raise ServiceUnavailable(
+            f"MLflow does not answer at {config.load().mlflow_tracking_uri}: {exc}. Check it with "
+            "`sensorops platform status` (start the platform with `make up`)."
+        ) from exc
     commit = git_commit()
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
     name = run_name or f"train-{stamp}"
@@ -257,12 +260,162 @@ class Promotion:
     reason: str
 
 
+def champion_is_missing(exc: MlflowException) -> bool:
+    """Whether the registry's answer means "there is no champion" (no such model, or no such alias).
+
+    Any other error (the server unreachable, a 5xx, a timeout: MLflow reports those as `INTERNAL_ERROR` or
+    `TEMPORARILY_UNAVAILABLE`) says nothing about the champion, and must not be taken for its absence.
+    """
+    code = getattr(exc, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
+
+
 def current_champion(model_name: str = MODEL_NAME) -> str | None:
-    """The version the `champion` alias points to, or None."""
+    """The version the `champion` alias points to, or None if there is none; `ServiceUnavailable` if the registry
+    cannot tell."""
     try:
-        return client().get_model_version_by_alias(model_name, CHAMPION).version
-    except MlflowException:
-        return None
+        return str(client().get_model_version_by_alias(model_name, CHAMPION).version)
+    except MlflowException as exc:
+        if champion_is_missing(exc):
+            return None
+        raise ServiceUnavailable(
+            f"the registry at {config.load().mlflow_tracking_uri} did not say which version of {model_name} is the "
+            f"champion ({exc}); not deciding a promotion without it. Check MLflow with `sensorops platform status`."
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A model version and its score on the test period it is compared on."""
+
+    version: str
+    score: float
+    new: bool
+    """Registered by this call (False: found, registered earlier from the same run)."""
+
+
+def register_version(
+    logged: LoggedModel,
+    test: pd.DataFrame,
+    *,
+    model_name: str = MODEL_NAME,
+    metric: str = SELECTION_METRIC,
+    reuse: bool = False,
+    tags: dict[str, str] | None = None,
+) -> Registered:
+    """Score `logged` on `test` and register it as a version of `model_name`, tagged with its score and period.
+
+    With `reuse`, a version already registered from the same MLflow run is returned instead of a second one (the
+    run id is set at registration, so this holds even if the caller died before tagging it).
+    """
+    mlflow_client = client()
+    score = training.evaluate_model(load_model(logged.model_uri), test).metrics[metric]
+    same_run = f"name = '{model_name}' and run_id = '{logged.run_id}'"
+    found = mlflow_client.search_model_versions(same_run) if reuse else []
+    if found:
+        version, new = str(min(int(v.version) for v in found)), False
+    else:
+        version, new = str(mlflow.register_model(logged.model_uri, model_name).version), True
+    (test_from, test_to) = test[training.TIME_COLUMN].min(), test[training.TIME_COLUMN].max()
+    for key, value in {
+        "model": logged.name,
+        "run_id": logged.run_id,
+        f"test_{metric}": f"{score:.6f}",
+        "test_from": str(test_from),
+        "test_to": str(test_to),
+        **(tags or {}),
+    }.items():
+        mlflow_client.set_model_version_tag(model_name, version, key, value)
+    return Registered(version=version, score=score, new=new)
+
+
+def champion_score(
+    champion: str,
+    test: pd.DataFrame,
+    *,
+    model_name: str = MODEL_NAME,
+    metric: str = SELECTION_METRIC,
+    load: Callable[[str], BaseEstimator] | None = None,
+) -> tuple[float | None, str]:
+    """The champion's score on `test`, or (None, why) if that model cannot score it: a permanent reason to replace it.
+
+    A failure to fetch the champion (registry or S3 unreachable) is no such reason: it raises `ServiceUnavailable`,
+    so the step fails and is retried instead of promoting a challenger that was never compared. `load` defaults to
+    `load_model`.
+    """
+    load = load or load_model
+    try:
+        model = load(f"models:/{model_name}/{champion}")
+    except ServiceUnavailable:
+        raise
+    except UserError as exc:  # refused by load_model (not skops, untrusted types): it never will load
+        return None, f"the champion (version {champion}) cannot be loaded: {exc}"
+    except Exception as exc:
+        raise ServiceUnavailable(
+            f"could not fetch the champion (version {champion} of {model_name}) to compare with: "
+            f"{type(exc).__name__}: {exc}; not promoting without a comparison"
+        ) from exc
+    try:
+        return training.evaluate_model(model, test).metrics[metric], ""
+    except (ValueError, KeyError) as exc:
+        return None, f"the champion (version {champion}) cannot score this data: {exc}"
+
+
+def decide(
+    version: str,
+    score: float,
+    champion: str | None,
+    champion_score: float | None,
+    unscored: str = "",
+    metric: str = SELECTION_METRIC,
+) -> tuple[bool, str]:
+    """Whether `version` (scoring `score`) becomes the champion, and why. A tie keeps the champion."""
+    if champion is None:
+        return True, "no champion yet"
+    if champion == version:
+        return True, f"version {version} is the champion already (an earlier attempt promoted it)"
+    if champion_score is None:
+        return True, unscored or f"the champion (version {champion}) has no score"
+    promoted = score > champion_score
+    verb = "beats" if promoted else "does not beat"
+    return promoted, f"{metric} {score:.4f} {verb} the champion's {champion_score:.4f} on the same test period"
+
+
+def promote_if_better(
+    registered: Registered,
+    test: pd.DataFrame,
+    *,
+    model_name: str = MODEL_NAME,
+    metric: str = SELECTION_METRIC,
+) -> Promotion:
+    """Move `champion` to the version if it beats the champion on `test`; record the decision in its tags.
+
+    Both are scored on the same rows (the champion is loaded and evaluated again, not compared by its logged
+    metric, which came from another test period). Safe to repeat: a version that is the champion already stays it.
+    """
+    version, score = registered.version, registered.score
+    champion = current_champion(model_name)
+    scored, unscored = None, ""
+    if champion is not None and champion != version:
+        scored, unscored = champion_score(champion, test, model_name=model_name, metric=metric)
+    promoted, reason = decide(version, score, champion, scored, unscored, metric)
+    mlflow_client = client()
+    if champion != version:  # else an earlier attempt recorded its decision, then moved the alias
+        decision = {"decision": "promoted" if promoted else "kept", "reason": reason, "before": champion or "none"}
+        for key, value in decision.items():
+            mlflow_client.set_model_version_tag(model_name, version, f"champion_{key}", value[:5000])
+    if promoted and champion != version:
+        mlflow_client.set_registered_model_alias(model_name, CHAMPION, version)
+    log.info("%s version %s: %s", model_name, version, reason)
+    return Promotion(
+        model_name=model_name,
+        version=version,
+        score=score,
+        champion_version=champion,
+        champion_score=scored,
+        promoted=promoted,
+        reason=reason,
+    )
 
 
 def register_and_promote(
@@ -272,50 +425,9 @@ def register_and_promote(
     model_name: str = MODEL_NAME,
     metric: str = SELECTION_METRIC,
 ) -> Promotion:
-    """Register `logged` as a new version; move `champion` to it only if it beats the champion on `test`.
-
-    Both are scored on the same rows (the champion is loaded and evaluated again, not compared by its logged
-    metric, which came from another test period). A tie keeps the champion.
-    """
-    mlflow_client = client()
-    score = training.evaluate_model(load_model(logged.model_uri), test).metrics[metric]
-    version = mlflow.register_model(logged.model_uri, model_name).version
-    (test_from, test_to) = test[training.TIME_COLUMN].min(), test[training.TIME_COLUMN].max()
-    for key, value in {
-        "model": logged.name,
-        "run_id": logged.run_id,
-        f"test_{metric}": f"{score:.6f}",
-        "test_from": str(test_from),
-        "test_to": str(test_to),
-    }.items():
-        mlflow_client.set_model_version_tag(model_name, version, key, value)
-
-    champion = current_champion(model_name)
-    champion_score = None
-    if champion is None:
-        promoted, reason = True, "no champion yet"
-    else:
-        try:
-            champion_model = load_model(f"models:/{model_name}@{CHAMPION}")
-            champion_score = training.evaluate_model(champion_model, test).metrics[metric]
-        except (UserError, MlflowException, ValueError, KeyError) as exc:
-            promoted, reason = True, f"the champion (version {champion}) cannot score this data: {exc}"
-        else:
-            promoted = score > champion_score
-            verb = "beats" if promoted else "does not beat"
-            reason = f"{metric} {score:.4f} {verb} the champion's {champion_score:.4f} on the same test period"
-    if promoted:
-        mlflow_client.set_registered_model_alias(model_name, CHAMPION, version)
-    log.info("%s version %s: %s", model_name, version, reason)
-    return Promotion(
-        model_name=model_name,
-        version=str(version),
-        score=score,
-        champion_version=champion,
-        champion_score=champion_score,
-        promoted=promoted,
-        reason=reason,
-    )
+    """Register `logged` as a new version; move `champion` to it only if it beats the champion on `test`."""
+    registered = register_version(logged, test, model_name=model_name, metric=metric)
+    return promote_if_better(registered, test, model_name=model_name, metric=metric)
 
 
 def models_table(session: Session, results: Sequence[training.SearchResult]) -> pd.DataFrame:

@@ -4,7 +4,6 @@ run again."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -18,10 +17,8 @@ DAG_ID = pipeline.DAG_ID
 
 
 @pytest.fixture(scope="module")
-def client(settings: config.Settings) -> AirflowClient:
-    c = AirflowClient(settings)
-    c.wait_for_dag(DAG_ID)
-    return c
+def client(settings: config.Settings, airflow: AirflowClient) -> AirflowClient:
+    return airflow  # tests/conftest.py: shared with the drills
 
 
 def test_a_service_down_fails_the_health_check_and_nothing_downstream_runs(client: AirflowClient) -> None:
@@ -39,16 +36,11 @@ def test_a_service_down_fails_the_health_check_and_nothing_downstream_runs(clien
 
 
 @pytest.fixture(scope="module")
-def full_run(client: AirflowClient) -> dict:
+def full_run(run_pipeline) -> dict:
     """One full run with a fresh seed, followed to its end."""
-    started = time.time()
     seed = uuid.uuid4().int % 10_000
-    run_id = client.trigger(DAG_ID, conf={"seed": seed})
-    run = client.wait_for_run(DAG_ID, run_id, timeout_s=1500)
-    outputs = {}
-    if run["state"] == "success":
-        outputs = {name: client.xcom(DAG_ID, run_id, name) for name in pipeline.STEPS}
-    return {"run_id": run_id, "run": run, "outputs": outputs, "started": started, "seed": seed}
+    done = run_pipeline({"seed": seed})
+    return {"run_id": done.run_id, "run": done.run, "outputs": done.outputs, "started": done.started, "seed": seed}
 
 
 def test_full_run_succeeds(full_run: dict, client: AirflowClient) -> None:

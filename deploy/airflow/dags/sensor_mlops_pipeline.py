@@ -6,6 +6,8 @@ check_services >> prepare >> [generate_batch, ensure_stream_job] >> wait_for_arc
 The task bodies live in `sensorops.pipeline`; this file only wires them. `SENSOROPS_EXECUTION=kubernetes` (read when
 the file is parsed) runs every task as a pod of the project's image (`SENSOROPS_IMAGE`) instead of in the worker.
 Trigger with a `conf` to change the batch or point a service elsewhere, e.g. `{"endpoints": {"kafka": "host:9092"}}`.
+Every task is safe to retry, even when killed; `{"fault": "after:generate_batch"}` (a drill hook, `pipeline.FAULTS`)
+kills one once to prove it (tests/drills/test_dag_faults.py).
 """
 
 from __future__ import annotations

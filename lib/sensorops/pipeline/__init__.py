@@ -5,13 +5,16 @@ frozen dataclass. Airflow passes outputs along as XComs (JSON-able dicts): `run_
 The DAG only wires the steps together, so the same code runs from a notebook, from the command line
 (`python -m sensorops.pipeline STEP ...`, what a Kubernetes pod runs) and in the Airflow worker.
 
-Safe to retry. `generate_batch` writes a manifest once the batch is acknowledged and returns it on a retry instead
-of producing again; `train_and_evaluate` and `promote_model` find what an earlier attempt logged in MLflow; the
-report is overwritten in place.
+Safe to retry, even after an attempt killed at any point (`faults` kills one on purpose, for the drills).
+`generate_batch` returns the run's manifest if it is stored, and otherwise produces only the events of the run's
+batch that are not in the topic yet; `train_and_evaluate` and `promote_model` find what an earlier attempt logged in
+MLflow, and promotion still makes its champion decision; the report is overwritten in place.
 
     context   RunParams, RunContext, the execution mode, endpoint overrides
     outputs   the typed step outputs; xcom: them as dicts and back
-    batch     producing the batch, finding it in the archive and the dead-letter topic (identifying one run's data)
+    batch     producing the batch once per run, finding it in the archive and the dead-letter topic
+    faults    the drill hook: kill a step at a chosen point, once per run (`RunParams.fault`)
+    store     the run's objects in S3 (plan, manifest, report) and `download`, to open the report
     checks    wait_for_archive, validate_data and its data checks
     models    train_and_evaluate, promote_model (MLflow)
     report    the HTML run report
@@ -26,6 +29,7 @@ from sensorops.pipeline.context import (
     DEFAULT_IMAGE,
     ENDPOINT_VARIABLES,
     EXECUTION_ENV,
+    FAULTS,
     IMAGE_ENV,
     MODES,
     NAMESPACE_ENV,
@@ -53,12 +57,14 @@ from sensorops.pipeline.outputs import (
 from sensorops.pipeline.pod import main, parse_args, pod_arguments
 from sensorops.pipeline.report import render_report, write_report
 from sensorops.pipeline.steps import STEPS, Step, check_services, ensure_stream_job, prepare, run_step
+from sensorops.pipeline.store import download
 
 __all__ = [
     "DAG_ID",
     "DEFAULT_IMAGE",
     "ENDPOINT_VARIABLES",
     "EXECUTION_ENV",
+    "FAULTS",
     "IMAGE_ENV",
     "MODES",
     "NAMESPACE_ENV",
@@ -82,6 +88,7 @@ __all__ = [
     "Validation",
     "check_services",
     "corrupt",
+    "download",
     "endpoint_environment",
     "ensure_stream_job",
     "execution_mode",

@@ -26,6 +26,10 @@ SECRET_ENV = "SENSOROPS_K8S_SECRET"
 REPORT_BUCKET = config.REPORT_BUCKET
 """Run manifests and HTML reports, under `<dag id>/<run id>/`."""
 
+FAULTS = ("during:generate_batch", "after:generate_batch", "after:register")
+"""Where a drill can kill a step (`RunParams.fault`): halfway through producing the batch, once every event is
+acknowledged (before the manifest is written), and right after the model version is registered."""
+
 ENDPOINT_VARIABLES = {service: setting.upper() for service, setting in config.ENDPOINT_FIELDS.items()}
 """The environment variable behind each service's address (`config.load` reads a setting from its upper-case
 name); a run's `endpoints` parameter overrides them for that run only."""
@@ -58,9 +62,13 @@ class RunParams:
     archive_timeout_s: float = 300.0
     endpoints: dict[str, str] = field(default_factory=dict)
     """Service name -> address, overriding the settings for this run (e.g. `{"kafka": "127.0.0.1:1"}`)."""
+    fault: str = ""
+    """Drill hook, off when empty: one of `FAULTS` kills the step's process once per run at that point (`faults`)."""
 
     def __post_init__(self) -> None:
         _refuse_unknown_services(self.endpoints)
+        if self.fault and self.fault not in FAULTS:
+            raise UserError(f"unknown fault {self.fault!r}; choose one of {', '.join(FAULTS)} (or leave it empty)")
         if not 0 <= self.bad_rate < 1 or not 0 <= self.min_anomaly_rate <= self.max_anomaly_rate <= 1:
             raise UserError("bad_rate must be in [0, 1) and 0 <= min_anomaly_rate <= max_anomaly_rate <= 1")
 

@@ -1,8 +1,10 @@
 """Training on the run's batch and promoting the best model: the MLflow steps.
 
 Safe to retry: `train_and_evaluate` finds the parent MLflow run that an earlier attempt of the same Airflow run
-finished (tagged with its run id) and returns what it logged there; `promote_model` finds the version an earlier
-attempt registered and reports it instead of registering the model twice.
+finished (tagged with its run id once its output is logged) and returns what it logged there; `promote_model` finds
+the version an earlier attempt registered from the same model run instead of registering it twice, and makes the
+champion decision on it all the same (a version that is the champion already stays it). The decision fails, to be
+retried, when the registry cannot say who the champion is or fetch it; only "no champion" promotes unopposed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from sensorops.errors import UserError
+from sensorops.pipeline import faults
 from sensorops.pipeline.batch import BatchRows, batch_rows
 from sensorops.pipeline.context import RunContext
 from sensorops.pipeline.outputs import BatchManifest, Trained
@@ -88,21 +91,11 @@ def promote_model(ctx: RunContext, generate_batch: BatchManifest, train_and_eval
     from sensorops import registry, training
 
     trained = train_and_evaluate
-    client = registry.client()
-    versions = client.search_model_versions(f"name = '{registry.MODEL_NAME}' and run_id = '{trained.model_run_id}'")
-    if versions:  # an earlier attempt registered it: report, do not register twice
-        version = str(versions[0].version)
-        champion = registry.current_champion()
-        score = float(versions[0].tags.get(f"test_{registry.SELECTION_METRIC}", "nan"))
-        return registry.Promotion(
-            model_name=registry.MODEL_NAME,
-            version=version,
-            score=score,
-            champion_version=champion,
-            champion_score=None,
-            promoted=champion == version,
-            reason="registered by an earlier attempt of this run",
-        )
     split = training.time_split(training_data(generate_batch).features)
     logged = registry.LoggedModel(name=trained.best_model, run_id=trained.model_run_id, model_uri=trained.model_uri)
-    return registry.register_and_promote(logged, split.test)
+    run_tags = {"sensorops.airflow_dag_id": ctx.dag_id, "sensorops.airflow_run_id": ctx.run_id}
+    registered = registry.register_version(logged, split.test, reuse=True, tags=run_tags)
+    if not registered.new:
+        log.info("version %s was registered by an earlier attempt of this run; deciding on it", registered.version)
+    faults.inject(ctx, "after:register")
+    return registry.promote_if_better(registered, split.test)

@@ -137,8 +137,7 @@ class Trained(XCom):
 
 @dataclass(frozen=True)
 class ReportOutput(XCom):
-    """`write_report`: where the report is (`report_url` is signed, valid for 7 days)."""
+    """`write_report`: where the report is (`store.download(report_uri)` fetches a copy)."""
 
     report_uri: str
-    report_url: str
     bytes: int

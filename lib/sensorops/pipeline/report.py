@@ -1,4 +1,5 @@
-"""The run report: one self-contained HTML page in S3, linked from the MLflow run (overwritten on a retry)."""
+"""The run report: one self-contained HTML page in S3, named by its s3:// URI in the MLflow run (overwritten on a
+retry)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPORT = "report.html"
-LINK_DAYS = 7
 COMPARISON_COLUMNS = ("kind", "precision", "recall", "f1", "roc_auc", "pr_auc", "false_alarm_rate", "cv_f1")
 STYLE = (
     "body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
@@ -126,13 +126,16 @@ def write_report(
     page = render_report(ctx, generate_batch, validate_data, trained, promote_model, comparison).encode()
     key = ctx.key(REPORT)
     uri = store.put(key, page, "text/html; charset=utf-8")
-    url = store.signed_url(key, days=LINK_DAYS)
     client.set_tag(trained.mlflow_run_id, "sensorops.report_uri", uri)
-    client.set_tag(trained.mlflow_run_id, "sensorops.report_url", url)
-    note = (
-        f"Run of the Airflow DAG `{ctx.dag_id}` ({ctx.run_id}). Report: [{uri}]({url}) "
-        f"(link valid for {LINK_DAYS} days; `sensorops.report_uri` is permanent)."
-    )
-    client.set_tag(trained.mlflow_run_id, "mlflow.note.content", note)
+    client.set_tag(trained.mlflow_run_id, "mlflow.note.content", report_note(ctx, uri))
     log.info("report written to %s", uri)
-    return ReportOutput(report_uri=uri, report_url=url, bytes=len(page))
+    return ReportOutput(report_uri=uri, bytes=len(page))
+
+
+def report_note(ctx: RunContext, uri: str) -> str:
+    """The MLflow run's description: where the report is and how to open it (no link that carries a key)."""
+    return (
+        f"Run of the Airflow DAG `{ctx.dag_id}` ({ctx.run_id}). Report: `{uri}`; open a copy with "
+        f"`python -c \"from sensorops import pipeline; print(pipeline.download('{uri}'))\"` (writes it under "
+        "`_build/reports/`)."
+    )
