@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -132,6 +133,31 @@ def export_environment(settings: Settings | None = None) -> dict[str, str]:
         "AIRFLOW_API_URL": s.airflow_api_url,
         "SENSOROPS_HOME": str(s.home),
     }
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` and its missing parents readable by the owner only; tighten `path` if it already exists."""
+    for missing in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        missing.mkdir(mode=0o700, exist_ok=True)  # `mkdir(parents=True)` would give the parents the default mode
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)  # a directory made before the platform kept its files private
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that only its owner can read: created with mode 600, never loosened then tightened.
+
+    The text goes to a new file in the same directory, created 600 (`mkstemp`), which then replaces `path`: no
+    moment when the secrets sit in a readable file, whatever mode an older `path` had, and no half-written file.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager

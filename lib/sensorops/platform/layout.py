@@ -15,14 +15,21 @@ PORTS = {
     "kafka": 9092,
     "kafka-controller": 9093,
     "s3": 8333,
+    "s3-grpc": 18333,
     "s3-volume": 8340,
+    "s3-volume-grpc": 18340,
     "s3-master": 9333,
+    "s3-master-grpc": 19333,
     "s3-filer": 8888,
+    "s3-filer-grpc": 18888,
     "flink": 8081,
     "flink-rpc": 6123,
     "mlflow": 5000,
     "airflow": 8080,
 }
+"""Every port a service listens on. SeaweedFS's HTTP and gRPC ports other than `s3` take only clients that present
+the platform's certificate (see `seaweedfs`); every one of them is set explicitly, so that none moves or is added
+by a default."""
 PROGRAMS = {
     "s3": ("s3",),
     "kafka": ("kafka",),
@@ -57,6 +64,11 @@ class Layout:
     @property
     def flink_conf(self) -> Path:
         return self.home / "flink" / "conf"
+
+    @property
+    def seaweedfs_conf(self) -> Path:
+        """SeaweedFS's `-config_dir`: security.toml, the certificate authority and the certificate its parts share."""
+        return self.home / "seaweedfs"
 
     @property
     def airflow_home(self) -> Path:
