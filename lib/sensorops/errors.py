@@ -25,12 +25,18 @@ class ServiceUnavailable(UserError):
     """A platform service does not answer."""
 
 
+def one_line(exc: BaseException, limit: int = 1000) -> str:
+    """The exception's message on one line (client libraries put response bodies in theirs), at most `limit` chars."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def exit_code(command: str, run: Callable[[], int | None]) -> int:
     """Run an entry point's body: its own code, or `EXIT_USER_ERROR` after printing a `UserError` as one line."""
     try:
         return int(run() or EXIT_OK)
     except UserError as exc:
-        print(f"{command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -56,6 +56,8 @@ EPISODE_TICKS: Mapping[str, tuple[int, int]] = {
 
 NOISE = np.array([0.15, 0.6, 0.2])  # sd of white noise per channel: degC, %RH, hPa
 DECIMALS = 2
+MAX_SENSORS = 1_000_000
+"""More sensors than this would not fit one tick in memory on a laptop."""
 MODELS = {"TH-200": ("1.4.2", "1.5.0"), "TH-300": ("2.0.1", "2.1.3"), "ENV-500": ("3.2.0",)}
 
 
@@ -72,6 +74,10 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.n_sensors, (int, np.integer)) or self.n_sensors < 1:
             raise UserError(f"the number of sensors must be at least 1, got {self.n_sensors}")
+        if self.n_sensors > MAX_SENSORS:
+            raise UserError(f"the number of sensors must be at most {MAX_SENSORS:,}, got {self.n_sensors:,}")
+        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise UserError(f"the seed must be a non-negative integer, got {self.seed}")
         if not (self.interval_s > 0 and math.isfinite(self.interval_s)):
             raise UserError(f"the interval must be a positive number of seconds, got {self.interval_s}")
         if self.interval_s < 0.001:
@@ -375,8 +381,8 @@ class SensorSimulator:
 def ticks_for(duration_s: float | None = None, days: float | None = None, interval_s: float = 0.5) -> int:
     """Number of ticks (readings per sensor) that cover a duration given in seconds or days."""
     seconds = (duration_s or 0.0) + (days or 0.0) * 86400
-    if seconds <= 0:
-        raise UserError("the duration must be positive (give --duration seconds or --days)")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise UserError(f"the duration must be a positive number of seconds (or days), got {seconds:g} s")
     return max(1, round(seconds / interval_s))
 
 

@@ -109,6 +109,10 @@ def _lines(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, lis
             f"{path} is not {encoding} text (byte {exc.start}: {exc.reason}); "
             "give its encoding, e.g. --encoding latin-1"
         ) from None
+    except LookupError:  # raised by open() for a name that is no codec, or no text codec
+        raise UserError(f"unknown text encoding {encoding!r}; give one such as utf-8, latin-1 or cp1252") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") from None
 
 
 def read_csv(
@@ -122,8 +126,10 @@ def read_csv(
 ) -> ReplayData:
     """Read and check a CSV file of readings; see :class:`ReplayData`."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; give the CSV file in it")
     if not path.is_file():
-        raise UserError(f"no such file: {path}")
+        raise UserError(f"{path} is not a regular file; give a CSV file" if path.exists() else f"no such file: {path}")
     if not any(f in mapping for f in ("temperature", "humidity", "pressure")):
         raise UserError("map at least one of temperature, humidity, pressure (e.g. --map temperature=Temp)")
     if len(delimiter) != 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from sensorops import kafka_io
@@ -52,6 +53,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_stream(args: argparse.Namespace) -> int:
+    for name, value in (("events", args.events), ("rate", args.rate), ("duration", args.duration)):
+        if not (value > 0 and math.isfinite(value)):
+            raise UserError(f"--{name} must be a positive number, got {value}")
+    if args.parallelism < 1:
+        raise UserError(f"--parallelism must be at least 1, got {args.parallelism}")
     if not args.skip_throughput:
         t = stream.throughput(args.events, parallelism=args.parallelism)
         print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
@@ -13,6 +14,9 @@ from tqdm import tqdm
 
 from sensorops import config, events, generator, kafka_io
 from sensorops.errors import UserError
+
+MAX_BACKFILL_DAYS = 366 * 30
+"""Longer than 2000 .. now: event times outside that range are dead letters (`events.in_time_range`)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,8 +58,14 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError("--days is for --mode backfill; use --duration (seconds) in live mode")
     for name in ("duration", "days"):
         value = getattr(args, name)
-        if value is not None and not value > 0:
+        if value is not None and not (value > 0 and math.isfinite(value)):
             raise UserError(f"--{name} must be positive, got {value}")
+    span_s = (args.duration or 0.0) + (args.days or 0.0) * 86400
+    if args.mode == "backfill" and span_s > MAX_BACKFILL_DAYS * 86400:
+        raise UserError(
+            f"a backfill of {span_s / 86400:,.0f} days does not fit in 2000 .. now, the event times the stream job "
+            f"accepts; ask for at most {MAX_BACKFILL_DAYS:,} days"
+        )
     if args.workers is None:
         args.workers = 2 if args.mode == "backfill" else 1
     if args.partitions < 1 or args.workers < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sensorops import config
+from sensorops.errors import UserError
 from sensorops.platform import local
 
 
@@ -44,8 +45,24 @@ def _status(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     local.require_extra()
+    if local.supervisor(local.layout()) is not None:
+        _stop_jobs_with_savepoints()
     print("Stopped the platform; its data is kept." if local.down() else "Nothing was running.")
     return 0
+
+
+def _stop_jobs_with_savepoints() -> None:
+    """Every running Flink job stops with a savepoint, from which `sensorops stream submit` resumes it."""
+    from sensorops import flink
+    from sensorops.waiting import TimedOut
+
+    try:
+        stopped = flink.stop_all()
+    except (UserError, TimedOut) as exc:  # the platform stops all the same; the jobs resume from their checkpoints
+        print(f"Could not stop the Flink jobs with a savepoint ({exc}); they resume from their last checkpoint.")
+        return
+    for name, where in stopped.items():
+        print(f"Stopped job {name}; `sensorops stream submit` resumes it from {where or 'its start'}.")
 
 
 def _clean(args: argparse.Namespace) -> int:

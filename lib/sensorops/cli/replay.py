@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 
 from tqdm import tqdm
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         kafka_io.quiet_client_logs()
+        logging.getLogger(replay.__name__).setLevel(logging.ERROR)  # the rows that do not parse are printed below
     args.speed = _speed(args.speed)
     delimiter = "\t" if args.delimiter in ("\\t", "tab") else args.delimiter
     data = replay.read_csv(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from sensorops import archive, config, flink, stream
+from sensorops.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +52,19 @@ def _name(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=stream.DEFAULT_JOB_NAME, help=f"job name (default {stream.DEFAULT_JOB_NAME})")
 
 
+def _check(args: argparse.Namespace) -> None:
+    """Options that the job or the loop would take badly, refused before any service is asked."""
+    if not args.name.strip():
+        raise UserError("--name must not be empty")
+    limits = {"parallelism": 1, "checkpoint_interval": 0.001, "watermark_delay": 0.0, "watch": 0.0}
+    for name, least in limits.items():
+        value = getattr(args, name, least)
+        if not (value >= least and math.isfinite(value)):
+            raise UserError(f"--{name.replace('_', '-')} must be a number of at least {least:g}, got {value}")
+
+
 def run_submit(args: argparse.Namespace) -> int:
+    _check(args)
     cfg = stream.StreamJobConfig(
         name=args.name,
         source_topic=args.source_topic,
@@ -81,6 +95,7 @@ def _print(s: flink.JobStatus) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    _check(args)
     while True:
         s = stream.status(args.name)
         _print(s)
@@ -90,6 +105,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
+    _check(args)
     final = stream.cancel(args.name)
     if final is None:
         print(f"no running job called {args.name}")

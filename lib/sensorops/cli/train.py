@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from datetime import timedelta
 
 import pandas as pd
 
-from sensorops import archive, config, registry, training
+from sensorops import archive, config, platform, registry, training
 from sensorops.errors import UserError
+
+MAX_RANGE = timedelta(days=366 * 30)
+"""Longer than any archive can be (event times start in 2000), and short enough to list its hours."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,11 +56,26 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--folds must be at least 2, got {args.folds}")
     if args.n_jobs < 1:
         raise UserError(f"--n-jobs must be at least 1, got {args.n_jobs}")
+    if not 0 < args.train_fraction < 1:
+        raise UserError(f"--train-fraction must be between 0 and 1, got {args.train_fraction}")
+    if args.max_search_rows < 0:
+        raise UserError(f"--max-search-rows must be 0 (all) or more, got {args.max_search_rows}")
+    first, last = archive.parse_hour(args.start), archive.parse_hour(args.end or args.start, end=True)
+    if last < first:  # bad dates fail here, before any service is asked
+        archive.hours(first, last)  # says that the range ends before it starts
+    if last - first > MAX_RANGE:
+        raise UserError(f"the range {args.start} .. {args.end} is longer than {MAX_RANGE.days:,} days; ask for less")
+    if not args.no_mlflow:
+        platform.require("mlflow", timeout=10)  # before minutes of training, not after
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     started = time.perf_counter()
     location = f"s3://{args.bucket}/{args.prefix.strip('/')}"
-    data = archive.read(location, args.start, args.end or args.start)
+    try:
+        data = archive.read(location, args.start, args.end or args.start)
+    except UserError:
+        platform.require("s3", timeout=10)  # if S3 is the cause, say so and name the fix
+        raise
     load_seconds = time.perf_counter() - started
     if data.frame.empty:
         raise UserError(

@@ -8,7 +8,7 @@ from kafka import errors as kafka_errors
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from sensorops.errors import ServiceUnavailable
-from sensorops.kafka_io.client import BOOTSTRAP_MS, bootstrap_servers, unreachable
+from sensorops.kafka_io.client import bootstrap_ms, bootstrap_servers, check_topic, unreachable
 from sensorops.waiting import TimedOut, wait_until
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,9 @@ DEFAULT_PARTITIONS = 4
 
 def _admin(servers: str) -> KafkaAdminClient:
     try:
-        return KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=10_000, bootstrap_timeout_ms=BOOTSTRAP_MS)
+        return KafkaAdminClient(
+            bootstrap_servers=servers, request_timeout_ms=10_000, bootstrap_timeout_ms=bootstrap_ms()
+        )
     except kafka_errors.KafkaError as exc:
         raise unreachable(servers, exc) from exc
 
@@ -28,6 +30,7 @@ def ensure_topic(
 ) -> int:
     """Create `topic` if it does not exist; return its partition count (the existing one if it was there)."""
     servers = bootstrap_servers(servers)
+    check_topic(topic)
     admin = _admin(servers)
     try:
         try:

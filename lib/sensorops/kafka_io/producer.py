@@ -32,7 +32,7 @@ from kafka.partitioner.default import murmur2
 from sensorops.errors import UserError
 from sensorops.events import serialize
 from sensorops.kafka_io.admin import DEFAULT_PARTITIONS, ensure_topic
-from sensorops.kafka_io.client import BOOTSTRAP_MS, bootstrap_servers, unreachable
+from sensorops.kafka_io.client import bootstrap_ms, bootstrap_servers, check_topic, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def producer_settings(**overrides: Any) -> dict[str, Any]:
         "reconnect_backoff_ms": 100,
         "reconnect_backoff_max_ms": 2_000,
         "max_block_ms": 20_000,
-        "bootstrap_timeout_ms": BOOTSTRAP_MS,
+        "bootstrap_timeout_ms": bootstrap_ms(),
         "metrics_enabled": False,  # per-record metrics cost ~5 % of the send path
     }
     settings.update(overrides)
@@ -161,7 +161,7 @@ class EventProducer:
     """A KafkaProducer that partitions by key, tracks every record's delivery and ends with a :class:`ProduceReport`."""
 
     def __init__(self, topic: str, servers: str | None = None, **overrides: Any) -> None:
-        self.topic = topic
+        self.topic = check_topic(topic)
         self.servers = bootstrap_servers(servers)
         self.settings = producer_settings(**overrides)
         try:

@@ -22,7 +22,7 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 from kafka import errors as kafka_errors
 
-from sensorops.kafka_io.client import BOOTSTRAP_MS, MissingTopic, bootstrap_servers, unreachable
+from sensorops.kafka_io.client import MissingTopic, bootstrap_ms, bootstrap_servers, check_topic, unreachable
 
 Start = Literal["beginning", "end"] | Mapping[int, int]
 
@@ -54,13 +54,14 @@ def consumer(
     topic does not exist and `ServiceUnavailable` (naming `make up`) if Kafka does not answer.
     """
     servers = bootstrap_servers(servers)
+    check_topic(topic)
     isolation = "read_committed" if committed_only else "read_uncommitted"
     try:
         kafka = KafkaConsumer(
             bootstrap_servers=servers,
             group_id=None,
             enable_auto_commit=False,
-            bootstrap_timeout_ms=BOOTSTRAP_MS,
+            bootstrap_timeout_ms=bootstrap_ms(),
             isolation_level=isolation,
             **settings,
         )
