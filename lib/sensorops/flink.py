@@ -60,6 +60,8 @@ class JobStatus:
     """Full size of the latest completed checkpoint: the job's state."""
     checkpoint_s: float = 0.0
     """How long the latest completed checkpoint took, end to end."""
+    checkpoint_started: float = 0.0
+    """When the latest completed checkpoint was triggered (epoch seconds)."""
 
     @property
     def running(self) -> bool:
@@ -82,12 +84,18 @@ def _rest(path: str, method: str = "GET", timeout: float = 10.0, **kwargs: Any) 
         response = requests.request(method, url, timeout=timeout, **kwargs)
     except requests.RequestException as exc:
         raise ServiceUnavailable(
-            f"Flink is not reachable at {url} ({exc}). Start the platform with `make up`."
+            f"Flink is not reachable at {url} ({type(exc).__name__}). Start the platform with `make up`."
         ) from exc
     if response.status_code == 404:
         raise UserError(f"Flink has no {path}")
-    response.raise_for_status()
-    return response.json() if response.content else {}
+    try:
+        response.raise_for_status()
+        return response.json() if response.content else {}
+    except (requests.HTTPError, ValueError) as exc:
+        raise ServiceUnavailable(
+            f"Flink at {url} answered {response.status_code} ({str(exc)[:120]}); "
+            "check it with `sensorops platform status` (start it with `make up`)"
+        ) from exc
 
 
 def jobs(name: str | None = None) -> list[dict[str, Any]]:
@@ -124,7 +132,7 @@ def _count_metrics(job_id: str, vertex: dict[str, Any], file_writer: WriterName)
     """(metric, sink table) pairs to sum in a vertex; sink None for a source's records read."""
     try:
         available = _operator_metrics(job_id, vertex["id"])
-    except (UserError, requests.HTTPError):
+    except UserError:
         return []
     pairs: list[tuple[str, str | None]] = []
     for metric in available:
@@ -168,11 +176,11 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
                 else:
                     result.records_out[sink] = result.records_out.get(sink, 0) + value
     if result.running:
-        with contextlib.suppress(UserError, requests.HTTPError, LookupError, ValueError):
+        with contextlib.suppress(UserError, LookupError, ValueError):
             result.restarts = int(float(_rest(f"/jobs/{job_id}/metrics", params={"get": "numRestarts"})[0]["value"]))
     try:
         checkpoints = _rest(f"/jobs/{job_id}/checkpoints")
-    except (UserError, requests.HTTPError):
+    except UserError:
         checkpoints = {}
     result.checkpoints_completed = checkpoints.get("counts", {}).get("completed", 0)
     latest = (checkpoints.get("latest") or {}).get("completed") or {}
@@ -180,6 +188,7 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
     result.checkpoint_id = latest.get("id", 0)
     result.checkpoint_bytes = latest.get("state_size", 0)
     result.checkpoint_s = latest.get("end_to_end_duration", 0) / 1000
+    result.checkpoint_started = latest.get("trigger_timestamp", 0) / 1000
     return result
 
 

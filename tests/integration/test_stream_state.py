@@ -54,9 +54,8 @@ def test_state_of_sensors_gone_quiet_expires():
             time.sleep(1)
         assert producer.close().ok
         after = _state_bytes(job_id)
-        print(
-            f"state of {DISTINCT_IDS:,} sensor ids: {full / 2**20:.1f} MiB; {TTL_S + 25} s later: {after / 2**20:.2f} MiB"
-        )
+        mib, later = 2**20, TTL_S + 25
+        print(f"state of {DISTINCT_IDS:,} sensor ids: {full / mib:.1f} MiB; {later} s later: {after / mib:.2f} MiB")
         assert full > DISTINCT_IDS * 100  # the state really held every id (about 1 KB each)
         assert after < full / 20
         assert stream.status(job_id=job_id).restarts == 0
