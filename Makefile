@@ -16,7 +16,7 @@ BOOK := PYTHONPATH=$(CURDIR)/tools $(BIN)/python -m sensorops_book
 # Extras: platform (the local services, Airflow included), book (papermill, jupyter-book, JupyterLab), test.
 EXTRAS := all
 
-.PHONY: help run test lint install up status down clean notebooks book lab bench lock unit integration
+.PHONY: help run test lint install up status down clean notebooks book lab bench lock unit integration drill
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ unit: $(STAMP)  ## unit tests only (no services)
 
 integration: up  ## integration tests against the live platform
 	$(PYTEST) tests/integration -m "not lifecycle"
+
+drill: up  ## fault drills and the load test on the live platform (about 45 min); prints the ledger table
+	$(PYTEST) -s tests/drills -m drill
 
 install: $(STAMP)  ## install system packages, the virtualenv and the pinned Python packages
 

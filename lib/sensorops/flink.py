@@ -178,10 +178,7 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
     if result.running:
         with contextlib.suppress(UserError, LookupError, ValueError):
             result.restarts = int(float(_rest(f"/jobs/{job_id}/metrics", params={"get": "numRestarts"})[0]["value"]))
-    try:
-        checkpoints = _rest(f"/jobs/{job_id}/checkpoints")
-    except UserError:
-        checkpoints = {}
+    checkpoints = _checkpoints_or_none(job_id)
     result.checkpoints_completed = checkpoints.get("counts", {}).get("completed", 0)
     latest = (checkpoints.get("latest") or {}).get("completed") or {}
     result.last_checkpoint = latest.get("external_path", "")
@@ -190,6 +187,18 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
     result.checkpoint_s = latest.get("end_to_end_duration", 0) / 1000
     result.checkpoint_started = latest.get("trigger_timestamp", 0) / 1000
     return result
+
+
+def checkpoints(job_id: str) -> dict[str, Any]:
+    """Flink's checkpoint statistics of a job: counts, the latest completed, failed and restored, the history."""
+    return _rest(f"/jobs/{job_id}/checkpoints")
+
+
+def _checkpoints_or_none(job_id: str) -> dict[str, Any]:
+    try:
+        return checkpoints(job_id)
+    except UserError:  # a job that never checkpointed, or one just gone
+        return {}
 
 
 def _state_file(name: str) -> Path:

@@ -61,7 +61,7 @@ def versions_of(run_id: str, model_run_id: str) -> tuple[list, list]:
 
 @pytest.mark.parametrize("fault", pipeline.FAULTS)
 def test_a_task_killed_after_its_side_effect_is_retried_without_repeating_or_skipping_it(
-    fault: str, run_pipeline, airflow
+    fault: str, run_pipeline, airflow, record_drill
 ) -> None:
     conf = {"fault": fault, "seed": uuid.uuid4().int % 10_000}
     done = run_pipeline(conf, timeout_s=1800)
@@ -74,6 +74,8 @@ def test_a_task_killed_after_its_side_effect_is_retried_without_repeating_or_ski
 
     manifest = done.outputs["generate_batch"]
     events, lost, extra = batch_copies(ctx)
+    killed = f"DAG task {KILLED_TASK[fault]} killed {fault.split(':')[0]} its side effect"
+    record_drill({"drill": killed, "acked": events, "lost": lost, "duplicated": extra, "restarts": "1 task retry"})
     assert (lost, extra) == (0, 0), f"{lost} events of the batch lost, {extra} produced twice"
     assert manifest["events"] == manifest["acknowledged"] == manifest["offset_range"] == events
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sensorops import config, storage
+from sensorops import config, flink, storage, stream
 from sensorops.platform import local
+from sensorops.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,8 +86,13 @@ def test_down_stops_everything_and_up_keeps_the_data(settings, unique):
     client = storage.client(settings)
     client.put_object(config.ARCHIVE_BUCKET, f"smoke/lifecycle-{unique}", io.BytesIO(b"kept"), 4)
     home = str(local.layout().home)
+    job = stream.StreamJobConfig.scratch("test", unique, archive=False, aggregates=False)
+    flink.wait_running(stream.submit(job)[0])
 
-    assert sensorops("platform", "down").returncode == 0
+    down = sensorops("platform", "down")
+    assert down.returncode == 0, down.stderr
+    savepoint = flink.resume_point(job.name)
+    assert savepoint.startswith(f"s3://{config.CHECKPOINT_BUCKET}/savepoints/") and job.name in down.stdout
     assert local.ports_in_use() == {}
     leftovers = [p.info for p in psutil.process_iter(["pid", "cmdline"]) if home in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
@@ -95,3 +101,16 @@ def test_down_stops_everything_and_up_keeps_the_data(settings, unique):
     result = sensorops("platform", "up")
     assert result.returncode == 0, result.stderr
     assert client.get_object(config.ARCHIVE_BUCKET, f"smoke/lifecycle-{unique}").read() == b"kept"
+    job_id, started = stream.submit(job)  # resumes from the savepoint `down` took
+    try:
+        assert started and flink.status(job_id=job_id).state in flink.ACTIVE_STATES
+        assert flink.jobs(job.name)[0]["jid"] == job_id and flink.resume_point(job.name) == ""
+        assert _restored_from(job_id) == savepoint
+    finally:
+        stream.remove(job)
+
+
+def _restored_from(job_id: str) -> str:
+    """The savepoint or checkpoint a job was started from, as Flink reports it."""
+    restored = wait_until(lambda: flink.checkpoints(job_id).get("latest", {}).get("restored"), timeout=90, interval=1)
+    return restored["external_path"]
