@@ -48,15 +48,33 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 (pytest's hook signature)
+def _load_note(row: dict) -> str:
+    peak_lag = max(x["lag"] for x in row["samples"])
+    return (
+        f"Load: {row['drill'].removeprefix('load: ')} offered, {row['achieved_rate']:,} events/s acknowledged (the "
+        f"producer's own limit on this machine); source lag at most {peak_lag:,} records, checkpoints at most "
+        f"{row['max_checkpoint_s']:.1f} s, the TaskManager with its Python workers at most "
+        f"{row['max_taskmanager_mb']:,} MiB resident; {row['restarts']} restarts."
+    )
+
+
+def ledger() -> str:
+    """The table of the last run of each drill, with a line on the load test."""
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))] if RESULTS.exists() else []
     rows = [r for r in rows if "lost" in r]
     if not rows:
+        return ""
+    machine = f"{Path('/proc/cpuinfo').read_text().count('processor')} cores"
+    notes = [_load_note(r) for r in rows if "achieved_rate" in r]
+    return "\n\n".join([f"Last `make drill`: {max(r['finished'] for r in rows)}, on {machine}.", _table(rows), *notes])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 (pytest's hook signature)
+    text = ledger()
+    if not text:
         return
-    table = _table(rows)
     terminalreporter.write_sep("=", "fault drill ledger")
-    terminalreporter.write_line(table)
+    terminalreporter.write_line(text)
     if exitstatus == 0:
         BOOK_TABLE.parent.mkdir(parents=True, exist_ok=True)
-        machine = f"{Path('/proc/cpuinfo').read_text().count('processor')} cores"
-        BOOK_TABLE.write_text(f"Last `make drill`: {max(r['finished'] for r in rows)}, on {machine}.\n\n{table}\n")
+        BOOK_TABLE.write_text(text + "\n")
