@@ -267,7 +267,8 @@ DRAIN_BOUND_S = 120.0
 
 
 def _source_lag(cfg: stream.StreamJobConfig) -> int:
-    ends, committed = kafka_io.end_offsets(cfg.source_topic), committed_offsets(cfg.group_id, cfg.source_topic)
+    committed = committed_offsets(cfg.group_id, cfg.source_topic)  # first: the end offsets read after are >= it
+    ends = kafka_io.end_offsets(cfg.source_topic)
     return sum(end - committed.get(p, 0) for p, end in ends.items())
 
 
