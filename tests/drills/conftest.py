@@ -4,6 +4,7 @@ for the book's reliability page (`book/data/drills.md`, included by `book/reliab
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def record_drill():
 
     def record(row: dict) -> None:
         row = {**row, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        (RESULTS / f"{row['drill']}.json").write_text(json.dumps(row, indent=2))
+        name = re.sub(r"[^\w.-]+", "-", row["drill"])  # "events/s" in a name must not make a directory
+        (RESULTS / f"{name}.json").write_text(json.dumps(row, indent=2))
 
     return record
 
