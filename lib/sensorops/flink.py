@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from sensorops import config, storage
+from sensorops import config
 from sensorops.errors import ServiceUnavailable, UserError
 from sensorops.waiting import wait_until
 
@@ -219,6 +219,8 @@ def _saved(name: str) -> dict[str, Any]:
 
 def retained_checkpoint(job_id: str) -> str:
     """The newest checkpoint that job `job_id` left in S3 ('' if none)."""
+    from sensorops import storage  # the minio SDK: 0.16 s that every other use of this module does without
+
     prefix = f"{CHECKPOINTS}/{job_id}/"
     found = storage.client().list_objects(config.CHECKPOINT_BUCKET, prefix=prefix, recursive=True)
     numbers = [int(m.group(1)) for o in found if (m := re.fullmatch(rf"{prefix}chk-(\d+)/_metadata", o.object_name))]
@@ -227,6 +229,8 @@ def retained_checkpoint(job_id: str) -> str:
 
 def forget(name: str) -> None:
     """Delete what is kept to resume `name`: its record and the checkpoints its last job retained (scratch jobs)."""
+    from sensorops import storage
+
     job_id = _saved(name).get("job_id")
     if job_id:
         storage.delete_prefix(config.CHECKPOINT_BUCKET, f"{CHECKPOINTS}/{job_id}/")
