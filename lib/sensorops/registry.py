@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "sensor-anomaly-detection"
 MODEL_NAME = "sensor-anomaly-detector"
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 SELECTION_METRIC = "f1"
 TRUSTED_TYPES = [
     "numpy.dtype",
@@ -47,17 +48,13 @@ def client(settings: config.Settings | None = None) -> MlflowClient:
 
 def git_commit() -> str | None:
     """The commit of the checkout the code runs from, with `-dirty` when there are uncommitted changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=config.ROOT, capture_output=True, text=True, check=True, timeout=10)
+        return done.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=config.ROOT, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=config.ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        head, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{head}-dirty" if dirty else head
@@ -270,14 +267,22 @@ def champion_is_missing(exc: MlflowException) -> bool:
     return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
 
 
+def alias_version(model_name: str, alias: str) -> str | None:
+    """The version `alias` points to, None if the model or the alias does not exist; other errors raise."""
+    try:
+        return str(client().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as exc:
+        if champion_is_missing(exc):
+            return None
+        raise
+
+
 def current_champion(model_name: str = MODEL_NAME) -> str | None:
     """The version the `champion` alias points to, or None if there is none; `ServiceUnavailable` if the registry
     cannot tell."""
     try:
-        return str(client().get_model_version_by_alias(model_name, CHAMPION).version)
+        return alias_version(model_name, CHAMPION)
     except MlflowException as exc:
-        if champion_is_missing(exc):
-            return None
         raise ServiceUnavailable(
             f"the registry at {config.load().mlflow_tracking_uri} did not say which version of {model_name} is the "
             f"champion ({exc}); not deciding a promotion without it. Check MLflow with `sensorops platform status`."

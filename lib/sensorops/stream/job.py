@@ -112,7 +112,7 @@ class StreamJobConfig:
 # -- the job in SQL --------------------------------------------------------------------------------------------
 
 
-def _kafka_sink(topic: str, servers: str, guarantee: str, prefix: str, key: str | None = None) -> str:
+def kafka_sink(topic: str, servers: str, guarantee: str, prefix: str, key: str | None = None) -> str:
     options = {
         "connector": "kafka",
         "topic": topic,
@@ -129,10 +129,10 @@ def _kafka_sink(topic: str, servers: str, guarantee: str, prefix: str, key: str 
         options["properties.transaction.timeout.ms"] = "600000"  # below the broker's 15 min maximum
     if key:
         options.update({"key.format": "raw", "key.fields": key, "value.fields-include": "ALL"})
-    return _with(options)
+    return with_options(options)
 
 
-def _with(options: dict[str, str]) -> str:
+def with_options(options: dict[str, str]) -> str:
     return "WITH (\n  " + ",\n  ".join(f"'{k}' = '{v}'" for k, v in options.items()) + "\n)"
 
 
@@ -174,7 +174,7 @@ FEATURE_TYPES = {
 """Flink types of the feature columns; the rest are DOUBLE."""
 
 
-def _feature_schema(exclude: tuple[str, ...] = ()) -> str:
+def feature_schema(exclude: tuple[str, ...] = ()) -> str:
     return ",\n  ".join(f"`{c}` {FEATURE_TYPES.get(c, 'DOUBLE')}" for c in features.FEATURE_COLUMNS if c not in exclude)
 
 
@@ -252,7 +252,7 @@ def statements(cfg: StreamJobConfig) -> JobSql:
   kafka_partition INT METADATA FROM 'partition' VIRTUAL,
   kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
-) {_with(source)}"""
+) {with_options(source)}"""
     parse = (
         "SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
         "FROM (SELECT *, parse_event(payload, record_key) AS e FROM sensor_source)"
@@ -267,11 +267,11 @@ FROM parsed WHERE reason IS NULL""",
     ddl.append(f"CREATE TEMPORARY VIEW feature_rows AS {features.flink_sql('events')}")
     ddl.append(f"""CREATE TEMPORARY TABLE dead_letter_sink (
   payload STRING, reason STRING, kafka_partition INT, kafka_offset BIGINT, kafka_timestamp TIMESTAMP_LTZ(3)
-) {_kafka_sink(cfg.dead_letter_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-dlq")}""")
-    features_sink = _kafka_sink(
+) {kafka_sink(cfg.dead_letter_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-dlq")}""")
+    features_sink = kafka_sink(
         cfg.features_topic, cfg.bootstrap_servers, cfg.features_guarantee, f"{cfg.name}-features", key="sensor_id"
     )
-    ddl.append(f"CREATE TEMPORARY TABLE features_sink (\n  {_feature_schema()}\n) {features_sink}")
+    ddl.append(f"CREATE TEMPORARY TABLE features_sink (\n  {feature_schema()}\n) {features_sink}")
     inserts = [
         "INSERT INTO dead_letter_sink SELECT dead_letter, reason, kafka_partition, kafka_offset, kafka_timestamp "
         "FROM parsed WHERE reason IS NOT NULL",
@@ -283,11 +283,11 @@ FROM parsed WHERE reason IS NULL""",
         ddl.append(f"""CREATE TEMPORARY TABLE raw_archive (
   sensor_id STRING, event_time TIMESTAMP_LTZ(3), payload STRING, kafka_partition INT, kafka_offset BIGINT,
   kafka_timestamp TIMESTAMP_LTZ(3), is_late BOOLEAN, {declared}
-) PARTITIONED BY ({partitioned_by}) {_with(_parquet_sink(f"{cfg.archive_path}/raw"))}""")
+) PARTITIONED BY ({partitioned_by}) {with_options(_parquet_sink(f"{cfg.archive_path}/raw"))}""")
         ddl.append(f"""CREATE TEMPORARY TABLE features_archive (
-  {_feature_schema(exclude=("hour",))},
+  {feature_schema(exclude=("hour",))},
   {declared}
-) PARTITIONED BY ({partitioned_by}) {_with(_parquet_sink(f"{cfg.archive_path}/features"))}""")
+) PARTITIONED BY ({partitioned_by}) {with_options(_parquet_sink(f"{cfg.archive_path}/features"))}""")
         columns = ", ".join(f"`{c}`" for c in features.FEATURE_COLUMNS if c != "hour")
         inserts += [
             "INSERT INTO raw_archive SELECT sensor_id, event_time, payload, kafka_partition, kafka_offset, "
@@ -300,7 +300,7 @@ FROM parsed WHERE reason IS NULL""",
   event_count BIGINT, anomaly_count BIGINT,
   {", ".join(f"{c}_{s} DOUBLE" for c in features.CHANNELS for s in ("min", "max", "mean", "std"))}
 ) {
-            _kafka_sink(
+            kafka_sink(
                 cfg.aggregates_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-aggregates", key="key"
             )
         }""")
@@ -319,8 +319,9 @@ FROM parsed WHERE reason IS NULL""",
     return JobSql(source_ddl, parse, watermark, ddl, inserts)
 
 
-def job_configuration(cfg: StreamJobConfig) -> dict[str, str]:
-    """Flink configuration the job sets for itself: checkpoints, restarts, time zone, parallelism."""
+def job_configuration(cfg: StreamJobConfig | Any) -> dict[str, str]:
+    """Flink configuration a job sets for itself: checkpoints, restarts, time zone, parallelism (the scoring job's
+    settings have the same fields)."""
     return {
         "pipeline.name": cfg.name,
         "parallelism.default": str(cfg.parallelism),

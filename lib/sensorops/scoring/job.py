@@ -1,0 +1,374 @@
+"""The scoring job: every feature row scored by the champion (and a challenger beside it), alert episodes per
+sensor, and live model quality against the generator's labels.
+
+Its own Flink job on the session cluster, reading the features topic that the stream job writes: the two can be
+restarted, scaled and upgraded apart (a new model never restarts the feature job), and a backlog of features is
+scored at the scorer's own pace. The job is Flink SQL around two pieces of Python:
+- `ScoreFunction`, a vectorised (pandas) UDF: a bundle of rows is scored with one `predict_proba` call (a single-row
+  call costs about 2 ms, a row in a bundle of thousands a few microseconds), by the model each Python worker loads
+  once and then follows through the registry alias (`scoring.LiveModel`);
+- `EpisodeFunction`, a keyed process function that applies the alert rule (`scoring.alerts`) to each sensor's
+  champion decisions, emitting a message only when an episode opens, changes severity or closes.
+
+Outputs:
+- `sensor-scores`: one row per event and scoring model (role `champion` or `challenger`), at least once with
+  sub-second latency (a restarted job may repeat rows; (sensor_id, event_time, model_version) identifies one);
+- `sensor-alerts`: episode changes, at least once (an episode change is identified by its id, status, severity);
+- `sensor-model-metrics`: precision, recall, F1 and false-alarm rate per model version over sliding event-time
+  windows, from the labels the events carry; exactly once (visible at checkpoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from sensorops import config, registry
+from sensorops.errors import UserError
+from sensorops.scoring import alerts
+from sensorops.scoring.models import LiveModel, decide, registry_load, registry_resolve
+from sensorops.stream.job import feature_schema, job_configuration, kafka_sink, with_options
+from sensorops.training.data import MODEL_INPUTS
+
+DEFAULT_JOB_NAME = "sensorops-scoring"
+ROLES = ("champion", "challenger")
+MODEL_FIELDS = ("version", "score", "decision", "threshold")
+SCORE_FIELDS = {
+    "sensor_id": "STRING",
+    "event_time": "TIMESTAMP_LTZ(3)",
+    "role": "STRING",
+    "model_name": "STRING",
+    "model_version": "STRING",
+    "score": "DOUBLE",
+    "decision": "BOOLEAN",
+    "threshold": "DOUBLE",
+    "is_anomaly": "BOOLEAN",
+    "anomaly_type": "STRING",
+    "features_at": "TIMESTAMP_LTZ(3)",
+    "scored_at": "TIMESTAMP_LTZ(3)",
+}
+"""A row of `sensor-scores`. `features_at` is when the stream job wrote the feature row, `scored_at` when it was
+scored: with `event_time` they say where the latency goes."""
+
+
+@dataclass
+class ScoringJobConfig:
+    """Everything that parameterises one deployment of the scoring job."""
+
+    name: str = DEFAULT_JOB_NAME
+    features_topic: str = config.FEATURES_TOPIC
+    scores_topic: str = config.SCORES_TOPIC
+    alerts_topic: str = config.ALERTS_TOPIC
+    metrics_topic: str = config.MODEL_METRICS_TOPIC
+    model_name: str = registry.MODEL_NAME
+    champion_alias: str = registry.CHAMPION
+    challenger_alias: str = registry.CHALLENGER
+    """Scored beside the champion (shadow scoring) whenever the alias exists; "" scores the champion alone."""
+    poll_s: float = 30.0
+    """How often each worker asks the registry where the aliases point."""
+    alert_rule: alerts.EpisodeRule = field(default_factory=alerts.EpisodeRule)
+    metrics_window_s: int = 300
+    metrics_slide_s: int = 60
+    group_id: str = ""
+    bootstrap_servers: str = ""
+    parallelism: int = 1
+    checkpoint_interval_s: float = 10.0
+    checkpoint_timeout_s: float = 120.0
+    tolerable_checkpoint_failures: int = 60
+    watermark_delay_s: float = 5.0
+    idle_timeout_s: float = 10.0
+    state_ttl_s: float = 3600.0
+    """A sensor silent this long loses its alert state (an open episode is forgotten, not closed)."""
+    bundle_size: int = 5000
+    """Rows per pandas batch: larger bundles score faster, smaller ones sooner (a bundle also closes after 50 ms)."""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.alert_rule, dict | list | tuple):
+            self.alert_rule = alerts.EpisodeRule(**dict(self.alert_rule))  # from JSON
+        if min(self.poll_s, self.metrics_slide_s, self.parallelism, self.bundle_size, self.checkpoint_interval_s) <= 0:
+            raise UserError(
+                "poll interval, metrics slide, parallelism, bundle size and checkpoint interval must be > 0"
+            )
+        if self.metrics_window_s % self.metrics_slide_s:
+            raise UserError(f"the metrics window ({self.metrics_window_s} s) must be a multiple of its slide")
+        self.group_id = self.group_id or self.name
+        self.bootstrap_servers = self.bootstrap_servers or config.load().kafka_bootstrap_servers
+
+    @classmethod
+    def scratch(cls, tag: str, **overrides: Any) -> ScoringJobConfig:
+        """A job with topics of its own (`test-<tag>-features`, ...), for tests and benchmarks."""
+        topics = {f"{t}_topic": f"test-{tag}-{t}" for t in ("features", "scores", "alerts", "metrics")}
+        return cls(name=f"test-scoring-{tag}", **{**topics, **overrides})
+
+    @property
+    def topics(self) -> tuple[str, str, str, str]:
+        return self.features_topic, self.scores_topic, self.alerts_topic, self.metrics_topic
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoringJobConfig:
+        return cls(**json.loads(text))
+
+
+# -- the Python pieces -----------------------------------------------------------------------------------------
+
+
+def _udf_type() -> str:
+    types = {"version": "STRING", "score": "DOUBLE", "decision": "BOOLEAN", "threshold": "DOUBLE"}
+    fields = [f"`{r}_{f}` {types[f]}" for r in ROLES for f in MODEL_FIELDS]
+    return f"ROW<{', '.join(fields)}, `scored_ms` BIGINT>"
+
+
+class ScoreFunction:
+    """The pandas UDF: model inputs (one Series per column of `MODEL_INPUTS`) -> one result row per input row, with
+    the champion's and the challenger's version, score, decision and threshold (NULL when that alias does not exist).
+
+    Each bundle is scored by one version of each model, refreshed before the bundle (`LiveModel.refresh`): across
+    an alias move no row is skipped or scored twice. Until a champion exists, rows pass with NULL results.
+    """
+
+    def __init__(self, cfg: ScoringJobConfig) -> None:
+        self.cfg = cfg
+        self.models: dict[str, LiveModel] = {}
+
+    def open(self, function_context: Any) -> None:
+        aliases = {"champion": self.cfg.champion_alias, "challenger": self.cfg.challenger_alias}
+        self.models = {
+            role: LiveModel(self.cfg.model_name, alias, registry_resolve, registry_load, self.cfg.poll_s)
+            for role, alias in aliases.items()
+            if alias
+        }
+        metrics = function_context.get_metric_group()
+        for role, live in self.models.items():
+            metrics.gauge(f"{role}_version", lambda live=live: int(live.version or -1))
+            metrics.gauge(f"{role}_registry_failures", lambda live=live: live.failures)
+            metrics.gauge(f"{role}_swaps", lambda live=live: live.swaps)
+
+    def close(self) -> None:
+        pass
+
+    def score(self, inputs: pd.DataFrame) -> pd.DataFrame:
+        """The results for a frame of model inputs (what `eval` does with its Series, callable without Flink)."""
+        out: dict[str, Any] = {}
+        for role in ROLES:
+            loaded = self.models[role].refresh() if role in self.models else None
+            if loaded is None:
+                out |= {f"{role}_{f}": pd.Series([None] * len(inputs), dtype=object) for f in MODEL_FIELDS}
+                continue
+            scores, flags, threshold = decide(loaded.model, inputs)
+            out |= {
+                f"{role}_version": loaded.version,
+                f"{role}_score": scores,
+                f"{role}_decision": flags,
+                f"{role}_threshold": threshold,
+            }
+        out["scored_ms"] = int(time.time() * 1000)
+        return pd.DataFrame(out, index=inputs.index)
+
+    def eval(self, *columns: pd.Series) -> pd.DataFrame:
+        return self.score(pd.DataFrame(dict(zip(MODEL_INPUTS, columns, strict=True))))
+
+
+def score_udf(cfg: ScoringJobConfig) -> Any:
+    from pyflink.table.udf import ScalarFunction, udf
+
+    class _Score(ScoreFunction, ScalarFunction):
+        pass
+
+    return udf(_Score(cfg), result_type=_udf_type(), func_type="pandas")
+
+
+ALERT_TYPES = {
+    "sensor_id": "STRING",
+    "episode_id": "STRING",
+    "status": "STRING",
+    "severity": "STRING",
+    "first_reading_ms": "BIGINT",
+    "last_reading_ms": "BIGINT",
+    "readings": "BIGINT",
+    "flagged": "BIGINT",
+    "peak_score": "DOUBLE",
+    "model_version": "STRING",
+    "opened_at_ms": "BIGINT",
+    "closed_at_ms": "BIGINT",
+    "emitted_ms": "BIGINT",
+}
+"""A row of `sensor-alerts`: one change of an episode (see `scoring.alerts`), and when the job emitted it."""
+
+
+def _epoch_ms(t: Any) -> int:
+    """Epoch milliseconds of a TIMESTAMP_LTZ as PyFlink hands it over (an `Instant`, or a datetime)."""
+    return t.to_epoch_milli() if hasattr(t, "to_epoch_milli") else int(t.timestamp() * 1000)
+
+
+def episode_stream(decisions: Any, rule: alerts.EpisodeRule, state_ttl_s: float) -> Any:
+    """Champion decisions (a DataStream of rows in arrival order) -> alert changes, keyed by sensor."""
+    from pyflink.common import Row, Time, Types
+    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+
+    flink_types = {"STRING": Types.STRING(), "BIGINT": Types.LONG(), "DOUBLE": Types.DOUBLE()}
+    names = list(ALERT_TYPES)
+
+    class EpisodeFunction(KeyedProcessFunction):
+        def open(self, runtime_context: Any) -> None:
+            descriptor = ValueStateDescriptor("episode", Types.PICKLED_BYTE_ARRAY())
+            descriptor.enable_time_to_live(StateTtlConfig.new_builder(Time.seconds(int(state_ttl_s))).build())
+            self.state = runtime_context.get_state(descriptor)
+
+        def process_element(self, row: Any, ctx: Any) -> Any:
+            reading = alerts.Reading(_epoch_ms(row.event_time), bool(row.decision), float(row.score), row.model_version)
+            state, change = alerts.step(self.state.value(), reading, rule, row.sensor_id)
+            self.state.update(state)
+            if change is not None:
+                values = {**change._asdict(), "emitted_ms": int(time.time() * 1000)}
+                yield Row(*(values[n] for n in names))
+
+    output = Types.ROW_NAMED(names, [flink_types[ALERT_TYPES[n]] for n in names])
+    return decisions.key_by(lambda row: row.sensor_id, key_type=Types.STRING()).process(
+        EpisodeFunction(), output_type=output
+    )
+
+
+# -- the job in SQL --------------------------------------------------------------------------------------------
+
+
+def _schema(types: dict[str, str]) -> str:
+    return ",\n  ".join(f"`{name}` {kind}" for name, kind in types.items())
+
+
+def source_ddl(cfg: ScoringJobConfig) -> str:
+    """The features topic, as the stream job writes it (JSON), with event time and a watermark."""
+    options = {
+        "connector": "kafka",
+        "topic": cfg.features_topic,
+        "properties.bootstrap.servers": cfg.bootstrap_servers,
+        "properties.group.id": cfg.group_id,
+        "properties.auto.offset.reset": "earliest",
+        "scan.startup.mode": "group-offsets",
+        "value.format": "json",
+        "value.json.timestamp-format.standard": "ISO-8601",
+        # Only the stream job writes this topic; a row that is not its JSON is skipped rather than stop the job.
+        "value.json.ignore-parse-errors": "true",
+    }
+    return f"""CREATE TEMPORARY TABLE features_source (
+  {feature_schema()},
+  features_at TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+  WATERMARK FOR event_time AS event_time - INTERVAL '{cfg.watermark_delay_s:g}' SECOND
+) {with_options(options)}"""
+
+
+SCORE_QUERY = (
+    "SELECT sensor_id, event_time, is_anomaly, anomaly_type, features_at, "
+    f"score_batch({', '.join(f'`{c}`' for c in MODEL_INPUTS)}) AS s\n"
+    "FROM features_source WHERE sensor_id IS NOT NULL AND event_time IS NOT NULL"
+)
+"""Each feature row with the UDF's result as one column `s` (materialised once: see `run_job`)."""
+
+
+def scores_view(cfg: ScoringJobConfig) -> str:
+    """`scores`: one row per event and model that scored it (the champion's always, while waiting with NULLs)."""
+    parts = []
+    for role in ROLES:
+        where = "" if role == "champion" else f"\nWHERE s.{role}_version IS NOT NULL"
+        parts.append(
+            f"SELECT sensor_id, event_time, '{role}' AS role, '{cfg.model_name}' AS model_name, "
+            f"s.{role}_version AS model_version, s.{role}_score AS score, s.{role}_decision AS decision, "
+            f"s.{role}_threshold AS threshold, is_anomaly, anomaly_type, features_at, "
+            "TO_TIMESTAMP_LTZ(s.scored_ms, 3) AS scored_at, rowtime\n"
+            f"FROM scored{where}"
+        )
+    return "CREATE TEMPORARY VIEW scores AS\n" + "\nUNION ALL\n".join(parts)
+
+
+def metrics_insert(cfg: ScoringJobConfig) -> str:
+    """Confusion counts and rates per model version over sliding windows of event time."""
+
+    def rate(num: str, den: str) -> str:
+        return f"CAST({num} AS DOUBLE) / NULLIF({den}, 0)"
+
+    counts = {
+        "tp": "decision AND is_anomaly",
+        "fp": "decision AND NOT is_anomaly",
+        "fn": "NOT decision AND is_anomaly",
+        "tn": "NOT decision AND NOT is_anomaly",
+    }
+    counted = ", ".join(f"COUNT(*) FILTER (WHERE {cond}) AS {name}" for name, cond in counts.items())
+    window = (
+        f"TABLE(HOP(TABLE scores, DESCRIPTOR(rowtime), INTERVAL '{cfg.metrics_slide_s}' SECOND, "
+        f"INTERVAL '{cfg.metrics_window_s}' SECOND))"
+    )
+    return f"""INSERT INTO metrics_sink
+SELECT window_start, window_end, role, model_name, model_version, tp + fp + fn + tn, tp, fp, fn, tn,
+  {rate("tp", "tp + fp")}, {rate("tp", "tp + fn")}, {rate("2 * tp", "2 * tp + fp + fn")}, {rate("fp", "fp + tn")}
+FROM (
+  SELECT window_start, window_end, role, model_name, model_version, {counted}
+  FROM {window} WHERE model_version IS NOT NULL AND decision IS NOT NULL AND is_anomaly IS NOT NULL
+  GROUP BY window_start, window_end, role, model_name, model_version)"""
+
+
+def sink_ddl(cfg: ScoringJobConfig) -> list[str]:
+    servers = cfg.bootstrap_servers
+    metric_fields = (
+        "window_start TIMESTAMP_LTZ(3), window_end TIMESTAMP_LTZ(3), role STRING, model_name STRING, "
+        "model_version STRING, events BIGINT, tp BIGINT, fp BIGINT, fn BIGINT, tn BIGINT, "
+        "`precision` DOUBLE, recall DOUBLE, f1 DOUBLE, false_alarm_rate DOUBLE"
+    )
+    sinks = {
+        "scores_sink": (_schema(SCORE_FIELDS), cfg.scores_topic, "at-least-once", "sensor_id"),
+        "alerts_sink": (_schema(ALERT_TYPES), cfg.alerts_topic, "at-least-once", "sensor_id"),
+        "metrics_sink": (metric_fields, cfg.metrics_topic, "exactly-once", "model_version"),
+    }
+    return [
+        f"CREATE TEMPORARY TABLE {table} (\n  {fields}\n) "
+        f"{kafka_sink(topic, servers, guarantee, f'{cfg.name}-{table}', key=key)}"
+        for table, (fields, topic, guarantee, key) in sinks.items()
+    ]
+
+
+def run_job(cfg: ScoringJobConfig) -> None:
+    """Build the job and hand it to the cluster (runs inside `flink run -py`)."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import EnvironmentSettings, Schema, StreamTableEnvironment
+
+    env = StreamTableEnvironment.create(
+        StreamExecutionEnvironment.get_execution_environment(), EnvironmentSettings.in_streaming_mode()
+    )
+    settings = {**job_configuration(cfg), "python.fn-execution.bundle.size": str(cfg.bundle_size)}
+    settings["python.fn-execution.arrow.batch.size"] = str(cfg.bundle_size)
+    for key, value in settings.items():
+        env.get_config().set(key, value)
+    env.execute_sql(source_ddl(cfg))
+    env.create_temporary_function("score_batch", score_udf(cfg))
+    # Through a DataStream, so that reading several fields of `s` does not call the UDF once per field.
+    timed = Schema.new_builder().column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)")
+    timed = timed.watermark("rowtime", "SOURCE_WATERMARK()").build()
+    env.create_temporary_view("scored", env.from_data_stream(env.to_data_stream(env.sql_query(SCORE_QUERY)), timed))
+    env.execute_sql(scores_view(cfg))
+    for statement in sink_ddl(cfg):
+        env.execute_sql(statement)
+    decisions = env.sql_query(
+        "SELECT sensor_id, event_time, decision, score, model_version FROM scores "
+        "WHERE role = 'champion' AND decision IS NOT NULL"
+    )
+    changes = episode_stream(env.to_data_stream(decisions), cfg.alert_rule, cfg.state_ttl_s)
+    statements = env.create_statement_set()
+    statements.add_insert_sql(f"INSERT INTO scores_sink SELECT {', '.join(SCORE_FIELDS)} FROM scores")
+    statements.add_insert("alerts_sink", env.from_data_stream(changes))
+    statements.add_insert_sql(metrics_insert(cfg))
+    statements.execute()
+
+
+def parse_job_args(argv: list[str]) -> ScoringJobConfig:
+    parser = argparse.ArgumentParser(prog="sensor_scoring")
+    parser.add_argument("--config-json", required=True)
+    return ScoringJobConfig.from_json(parser.parse_args(argv).config_json)
