@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -157,7 +158,7 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
     if job_id is None:
         listed = jobs(name)
         if not listed:
-            raise UserError(f"no Flink job called {name!r}; start it with `sensorops stream submit`")
+            raise UserError(f"no Flink job called {name!r}; submit it first (`sensorops stream|score submit`)")
         job_id = listed[0]["jid"]
     detail = _rest(f"/jobs/{job_id}")
     result = JobStatus(
@@ -187,6 +188,20 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
     result.checkpoint_s = latest.get("end_to_end_duration", 0) / 1000
     result.checkpoint_started = latest.get("trigger_timestamp", 0) / 1000
     return result
+
+
+def gauges(job_id: str, names: Sequence[str]) -> dict[str, float]:
+    """The largest value across subtasks of each user gauge `names` of a job (a Python UDF's metric group), by name;
+    a gauge not reported yet is missing."""
+    found: dict[str, float] = {}
+    for vertex in _rest(f"/jobs/{job_id}").get("vertices", []):
+        for metric in _operator_metrics(job_id, vertex["id"]):
+            name = next((n for n in names if metric.endswith(f".{n}")), None)
+            if name is not None:
+                got = _rest(f"/jobs/{job_id}/vertices/{vertex['id']}/subtasks/metrics", params={"get": metric})
+                with contextlib.suppress(LookupError, ValueError, TypeError):
+                    found[name] = max(found.get(name, -math.inf), float(got[0]["max"]))
+    return found
 
 
 def checkpoints(job_id: str) -> dict[str, Any]:

@@ -82,11 +82,11 @@ def run_submit(args: argparse.Namespace) -> int:
     print(f"{'submitted' if started else 'already running'}: {cfg.name} {job_id}")
     if args.wait:
         flink.wait_running(job_id)
-        _print(stream.status(job_id=job_id))
+        print_status(stream.status(job_id=job_id))
     return 0
 
 
-def _print(s: flink.JobStatus) -> None:
+def print_status(s: flink.JobStatus) -> None:
     out = ", ".join(f"{k} {v:,}" for k, v in sorted(s.records_out.items())) or "-"
     print(f"{s.name}  {s.job_id}  {s.state}  up {s.duration_s:,.0f} s, {s.restarts} restarts")
     print(f"  records in   {s.records_in:,} ({s.records_per_s:,.0f}/s over the run)")
@@ -98,7 +98,7 @@ def run_status(args: argparse.Namespace) -> int:
     _check(args)
     while True:
         s = stream.status(args.name)
-        _print(s)
+        print_status(s)
         if not args.watch:
             return 0 if s.healthy else 1  # a restarting job is not well, whatever it will become
         time.sleep(args.watch)

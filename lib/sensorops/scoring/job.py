@@ -304,8 +304,8 @@ def metrics_insert(cfg: ScoringJobConfig) -> str:
     }
     counted = ", ".join(f"COUNT(*) FILTER (WHERE {cond}) AS {name}" for name, cond in counts.items())
     window = (
-        f"TABLE(HOP(TABLE scores, DESCRIPTOR(rowtime), INTERVAL '{cfg.metrics_slide_s}' SECOND, "
-        f"INTERVAL '{cfg.metrics_window_s}' SECOND))"
+        f"TABLE(HOP(TABLE scores, DESCRIPTOR(rowtime), INTERVAL '{cfg.metrics_slide_s}' SECOND(6), "
+        f"INTERVAL '{cfg.metrics_window_s}' SECOND(6)))"
     )
     return f"""INSERT INTO metrics_sink
 SELECT window_start, window_end, role, model_name, model_version, tp + fp + fn + tn, tp, fp, fn, tn,
