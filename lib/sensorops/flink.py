@@ -190,9 +190,10 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
     return result
 
 
-def gauges(job_id: str, names: Sequence[str]) -> dict[str, float]:
-    """The largest value across subtasks of each user gauge `names` of a job (a Python UDF's metric group), by name;
-    a gauge not reported yet is missing."""
+def user_metrics(job_id: str, names: Sequence[str]) -> dict[str, float]:
+    """The largest value across subtasks of each user metric `names` of a job (a Python UDF's metric group), by name;
+    a metric not reported yet is missing. Flink's REST API fetches metrics from the TaskManagers on request, at most
+    every 10 s, and answers from what it fetched before: a first read may be that old."""
     found: dict[str, float] = {}
     for vertex in _rest(f"/jobs/{job_id}").get("vertices", []):
         for metric in _operator_metrics(job_id, vertex["id"]):

@@ -11,8 +11,9 @@ from sensorops import config, flink, kafka_io, registry, scoring
 from sensorops.cli.stream import print_status
 from sensorops.errors import UserError
 from sensorops.scoring.alerts import EpisodeRule
+from sensorops.scoring.job import MODEL_COUNTERS
 
-GAUGES = [f"{role}_{g}" for role in scoring.ROLES for g in ("version", "registry_failures", "swaps")]
+MODEL_METRICS = [f"{role}_{name}" for role in scoring.ROLES for name in MODEL_COUNTERS]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler=run_submit)
     st = actions.add_parser("status", help="state, records, the model versions in use (exit 1 unless RUNNING)")
     _name(st)
+    st.add_argument("--model-name", default=registry.MODEL_NAME, help="the registered model the job scores with")
     st.set_defaults(handler=run_status)
     c = actions.add_parser("cancel", help="cancel the job, keeping its last checkpoint to resume from")
     _name(c)
@@ -75,11 +77,11 @@ def run_submit(args: argparse.Namespace) -> int:
 
 def _print_models(model_name: str, job_id: str) -> None:
     """Which versions the registry's aliases name, and which ones the job's workers score with."""
-    in_use = flink.gauges(job_id, GAUGES)
+    in_use = flink.user_metrics(job_id, MODEL_METRICS)
     for role in scoring.ROLES:
         named = registry.alias_version(model_name, role)
-        used = in_use.get(f"{role}_version", -1)
-        scoring_with = f"scoring with version {used:.0f}" if used >= 0 else "not scoring yet"
+        used = in_use.get(f"{role}_version", 0)
+        scoring_with = f"scoring with version {used:.0f}" if used > 0 else "not scoring yet"
         if named is None:
             scoring_with = "waiting for it to be registered" if role == "champion" else "no shadow scoring"
         failures = in_use.get(f"{role}_registry_failures", 0)
@@ -91,7 +93,7 @@ def run_status(args: argparse.Namespace) -> int:
     s = scoring.status(args.name)
     print_status(s)
     if s.running:
-        _print_models(registry.MODEL_NAME, s.job_id)
+        _print_models(args.model_name, s.job_id)
     return 0 if s.healthy else 1
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,8 @@ from sensorops.training.data import MODEL_INPUTS
 DEFAULT_JOB_NAME = "sensorops-scoring"
 ROLES = ("champion", "challenger")
 MODEL_FIELDS = ("version", "score", "decision", "threshold")
+MODEL_COUNTERS = ("version", "registry_failures", "swaps")
+"""Metrics of each role's model, as Flink counters of the scoring operator (`sensorops score status` reads them)."""
 SCORE_FIELDS = {
     "sensor_id": "STRING",
     "event_time": "TIMESTAMP_LTZ(3)",
@@ -132,13 +135,16 @@ class ScoreFunction:
     """The pandas UDF: model inputs (one Series per column of `MODEL_INPUTS`) -> one result row per input row, with
     the champion's and the challenger's version, score, decision and threshold (NULL when that alias does not exist).
 
-    Each bundle is scored by one version of each model, refreshed before the bundle (`LiveModel.refresh`): across
-    an alias move no row is skipped or scored twice. Until a champion exists, rows pass with NULL results.
+    Each bundle is scored by one version of each model (`LiveModel.current`, which a background thread keeps up
+    with the alias): across an alias move no row is skipped or scored twice. Until a champion exists, rows pass
+    with NULL results (`sensorops score status` says it waits for one).
     """
 
     def __init__(self, cfg: ScoringJobConfig) -> None:
         self.cfg = cfg
         self.models: dict[str, LiveModel] = {}
+        self.counters: dict[tuple[str, str], Any] = {}
+        self.reported: dict[tuple[str, str], int] = {}
 
     def open(self, function_context: Any) -> None:
         aliases = {"champion": self.cfg.champion_alias, "challenger": self.cfg.challenger_alias}
@@ -147,20 +153,34 @@ class ScoreFunction:
             for role, alias in aliases.items()
             if alias
         }
+        # A registry that does not answer fails a poll within seconds (MLflow's defaults retry for minutes).
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         metrics = function_context.get_metric_group()
-        for role, live in self.models.items():
-            metrics.gauge(f"{role}_version", lambda live=live: int(live.version or -1))
-            metrics.gauge(f"{role}_registry_failures", lambda live=live: live.failures)
-            metrics.gauge(f"{role}_swaps", lambda live=live: live.swaps)
+        self.counters = {(role, n): metrics.counter(f"{role}_{n}") for role in self.models for n in MODEL_COUNTERS}
+        for live in self.models.values():
+            live.refresh()  # the first bundle is scored by the current version, if there is one
+            live.follow()
 
     def close(self) -> None:
-        pass
+        for live in self.models.values():
+            live.stop()
+
+    def _report(self) -> None:
+        """Bring the counters level with the models (a counter, not a gauge: PyFlink reports a Python gauge's first
+        value only). The version counter holds the version number, 0 while there is none."""
+        for (role, name), counter in self.counters.items():
+            live = self.models[role]
+            value = {"version": int(live.version or 0), "registry_failures": live.failures, "swaps": live.swaps}[name]
+            if delta := value - self.reported.get((role, name), 0):  # PyFlink's count restarts with each bundle
+                counter.inc(delta)
+                self.reported[role, name] = value
 
     def score(self, inputs: pd.DataFrame) -> pd.DataFrame:
         """The results for a frame of model inputs (what `eval` does with its Series, callable without Flink)."""
         out: dict[str, Any] = {}
         for role in ROLES:
-            loaded = self.models[role].refresh() if role in self.models else None
+            loaded = self.models[role].current if role in self.models else None
             if loaded is None:
                 out |= {f"{role}_{f}": pd.Series([None] * len(inputs), dtype=object) for f in MODEL_FIELDS}
                 continue
@@ -172,6 +192,8 @@ class ScoreFunction:
                 f"{role}_threshold": threshold,
             }
         out["scored_ms"] = int(time.time() * 1000)
+        if self.counters:
+            self._report()
         return pd.DataFrame(out, index=inputs.index)
 
     def eval(self, *columns: pd.Series) -> pd.DataFrame:

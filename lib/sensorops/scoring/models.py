@@ -1,16 +1,16 @@
 """The model a scoring worker holds: an alias resolved to a pinned version, polled, and swapped only once loaded.
 
-`LiveModel` is what each Python worker of the scoring job keeps (one per worker, loaded once): `refresh` asks the
-registry which version an alias points to at most every `poll_s` seconds, loads a new version completely before
-it replaces the current one, and keeps scoring with the current one whenever the registry cannot answer (the
-failure is counted). `decide` turns a model's output into score, decision and threshold, the same way for every
+`LiveModel` is what each Python worker of the scoring job keeps (one per worker, loaded once): a background thread
+asks the registry every `poll_s` seconds which version an alias points to, loads a new version completely before
+it replaces the current one, and keeps the current one whenever the registry cannot answer (the failure is
+counted). `decide` turns a model's output into score, decision and threshold, the same way for every
 kind of model the training compares.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,7 +54,11 @@ Load = Callable[[str, str], BaseEstimator]
 
 
 class LiveModel:
-    """A registry alias, followed: `current` is the version in use, None until the alias exists."""
+    """A registry alias, followed: `current` is the version in use, None until the alias exists.
+
+    `refresh` is one poll; `follow` polls in a background thread, so that neither a slow registry nor a model
+    being downloaded ever holds up scoring, which reads `current` (one attribute: swapped atomically).
+    """
 
     def __init__(self, name: str, alias: str, resolve: Resolve, load: Load, poll_s: float = 30.0) -> None:
         self.name, self.alias, self.poll_s = name, alias, poll_s
@@ -63,25 +67,35 @@ class LiveModel:
         self.failures = 0
         """Polls or loads that failed (registry unreachable, model unloadable); the current model kept scoring."""
         self.swaps = 0
-        self._checked = -float("inf")
+        self._stop = threading.Event()
 
-    def refresh(self, now: float | None = None) -> Loaded | None:
-        """Poll the alias if `poll_s` has passed (or while no model is loaded) and swap in a new version once it has
-        loaded; return the model to score with."""
-        now = time.monotonic() if now is None else now
-        if self.current is not None and now - self._checked < self.poll_s:
-            return self.current
-        self._checked = now
+    def refresh(self) -> Loaded | None:
+        """Ask the registry where the alias points; load a new version completely, then swap it in."""
         try:
             version = self._resolve(self.name, self.alias)
             if version is not None and (self.current is None or version != self.current.version):
                 loaded = Loaded(self.name, version, self._load(self.name, version))
                 log.info("models:/%s@%s is version %s (was %s)", self.name, self.alias, version, self.version)
-                self.current, self.swaps = loaded, self.swaps + (self.current is not None)
+                self.swaps += self.current is not None
+                self.current = loaded
         except Exception as exc:  # whatever the registry or the model does, the current model keeps scoring
             self.failures += 1
             log.warning("models:/%s@%s not refreshed, keeping version %s: %s", self.name, self.alias, self.version, exc)
         return self.current
+
+    def follow(self) -> threading.Thread:
+        """Refresh every `poll_s` seconds (every 5 s at most while there is no model yet) until `stop`."""
+
+        def loop() -> None:
+            while not self._stop.wait(self.poll_s if self.current else min(self.poll_s, 5.0)):
+                self.refresh()
+
+        thread = threading.Thread(target=loop, name=f"follow {self.name}@{self.alias}", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
 
     @property
     def version(self) -> str | None:
