@@ -18,8 +18,10 @@ EXTRAS := all
 
 .PHONY: help run test lint install up status down clean notebooks book lab bench lock unit integration drill
 
+include deploy/k8s/k8s.mk
+
 help:  ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 run: up notebooks book  ## start the platform, execute every notebook, build the book
 	@echo; echo "The book:      file://$(CURDIR)/_build/book/_build/html/index.html"
