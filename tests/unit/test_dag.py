@@ -33,6 +33,7 @@ EXPECTED_EDGES = {
     ("validate_data", "train_and_evaluate"),
     ("train_and_evaluate", "promote_model"),
     ("promote_model", "write_report"),
+    ("promote_model", "ensure_scoring_job"),
 }
 
 PARSE = textwrap.dedent(

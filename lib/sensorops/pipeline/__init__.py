@@ -56,7 +56,15 @@ from sensorops.pipeline.outputs import (
 )
 from sensorops.pipeline.pod import main, parse_args, pod_arguments
 from sensorops.pipeline.report import render_report, write_report
-from sensorops.pipeline.steps import STEPS, Step, check_services, ensure_stream_job, prepare, run_step
+from sensorops.pipeline.steps import (
+    STEPS,
+    Step,
+    check_services,
+    ensure_scoring_job,
+    ensure_stream_job,
+    prepare,
+    run_step,
+)
 from sensorops.pipeline.store import download
 
 __all__ = [
@@ -90,6 +98,7 @@ __all__ = [
     "corrupt",
     "download",
     "endpoint_environment",
+    "ensure_scoring_job",
     "ensure_stream_job",
     "execution_mode",
     "generate_batch",

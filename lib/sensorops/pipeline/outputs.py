@@ -65,7 +65,7 @@ class BatchManifest(XCom):
 
 @dataclass(frozen=True)
 class StreamJobOutput(XCom):
-    """`ensure_stream_job`: the running stream job."""
+    """`ensure_stream_job`, `ensure_scoring_job`: the running Flink job."""
 
     job_id: str
     started_now: bool

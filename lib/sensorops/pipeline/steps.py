@@ -63,6 +63,17 @@ def ensure_stream_job(ctx: RunContext) -> StreamJobOutput:
     )
 
 
+def ensure_scoring_job(ctx: RunContext) -> StreamJobOutput:
+    """Submit the scoring job unless it is running (it follows the champion alias); wait until all its tasks run."""
+    from sensorops import flink, scoring
+
+    job_id, started = scoring.submit(scoring.ScoringJobConfig())
+    status = flink.wait_running(job_id)
+    return StreamJobOutput(
+        job_id=job_id, started_now=started, state=status.state, checkpoints_completed=status.checkpoints_completed
+    )
+
+
 @dataclass(frozen=True)
 class Step:
     """One task of the DAG: its function, the upstream outputs it reads, and how Airflow retries and bounds it."""
@@ -109,6 +120,7 @@ STEPS: dict[str, Step] = {
             "train_and_evaluate", train_and_evaluate, ("generate_batch",), retries=1, retry_delay_s=30, timeout_s=1200
         ),
         Step("promote_model", promote_model, ("generate_batch", "train_and_evaluate"), timeout_s=600),
+        Step("ensure_scoring_job", ensure_scoring_job, retries=2, retry_delay_s=30, timeout_s=420),
         Step(
             "write_report",
             write_report,
