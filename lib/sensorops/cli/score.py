@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -106,13 +107,18 @@ def run_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ms(value: int | None) -> str:
-    return "-" if value is None else datetime.fromtimestamp(value / 1000, UTC).strftime("%H:%M:%S")
+def _known(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def _ms(value: float | None) -> str:
+    return datetime.fromtimestamp(value / 1000, UTC).strftime("%H:%M:%S") if _known(value) else "-"
 
 
 def alert_line(alert: dict[str, Any]) -> str:
     """One alert change as a line: when, sensor, status, severity, span, flagged readings, peak score, model."""
-    span = f"{_ms(alert['first_reading_ms'])}-{_ms(alert.get('closed_at_ms') or alert['last_reading_ms'])}"
+    closed = alert.get("closed_at_ms")
+    span = f"{_ms(alert['first_reading_ms'])}-{_ms(closed if _known(closed) else alert['last_reading_ms'])}"
     return (
         f"{_ms(alert['emitted_ms'])}  {alert['sensor_id']:<12} {alert['status'].upper():<7} {alert['severity']:<8} "
         f"{span}  {alert['flagged']:>3}/{alert['readings']:<3} flagged  peak {alert['peak_score']:.2f}  "

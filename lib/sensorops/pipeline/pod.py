@@ -1,9 +1,17 @@
-"""The command line of a step's pod: `python -m sensorops.pipeline STEP --run-id ... --params ... --inputs ...`.
+"""A step's pod: its command line, `python -m sensorops.pipeline STEP --run-id ... --params ... --inputs ...`, and
+the Kubernetes settings the DAG gives it.
 
 In Kubernetes mode every task is a pod of the project's image running this command; Airflow renders the run id,
 the parameters and the upstream XComs into its arguments (`pod_arguments`) and reads the step's output back from
 the XCom file. Exit codes are those of every entry point (`errors.exit_code`): 0 done, 1 the step ran and found
 something wrong (a service down, a failed data check), 2 a usage error, 130 interrupted.
+
+The pod passes Pod Security `restricted` (the namespaces of deploy/k8s enforce it) with least privilege: its own
+ServiceAccount with no binding and no token (the steps call Kafka, S3, MLflow and Flink, never the Kubernetes API),
+the image's non-root user, the runtime's seccomp profile, no privilege escalation, no capability and a read-only root
+filesystem in both containers (the step's and Airflow's XCom sidecar), with one scratch `emptyDir` at /tmp for the
+step, and requests and limits. The values are Kubernetes API objects as plain data (camelCase, as in a manifest):
+the image has no Kubernetes client, and the operator takes them as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +34,37 @@ log = logging.getLogger(__name__)
 PROG = "python -m sensorops.pipeline"
 XCOM_FILE = "/airflow/xcom/return.json"
 """Where the KubernetesPodOperator's sidecar reads a pod's XCom."""
+
+NAMESPACE = "sensorops-orchestration"
+"""Where the step pods run unless `SENSOROPS_K8S_NAMESPACE` says otherwise: the namespace of their ServiceAccount."""
+SERVICE_ACCOUNT = "sensorops-step"
+"""The step pods' account (deploy/k8s/base/orchestration/rbac.yaml): no RoleBinding, `automountServiceAccountToken:
+false`; the pod asks for no token either."""
+USER = 1000
+"""The image's user, and the pod's group (`USER 1000` in deploy/k8s/Containerfile)."""
+SCRATCH = "/tmp"
+"""The step's only writable folder, an `emptyDir` (the root filesystem is read-only): the image's SENSOROPS_HOME
+(/tmp/sensorops: the Flink client's state and logs) and HOME, for libraries that write under it."""
+SCRATCH_SIZE = "1Gi"
+
+POD_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "runAsUser": USER,
+    "runAsGroup": USER,
+    "fsGroup": USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+"""For the step's container and the XCom sidecar (alpine, a `sleep` loop that writes nothing)."""
+RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
+"""The step's container: pandas and scikit-learn on a batch of thousands of events, or the Flink client (a JVM that
+starts a Python process) submitting the stream job. The XCom sidecar keeps the provider's requests (cpu 1m, memory
+10Mi) and has no limits: the provider (cncf-kubernetes 10.25) takes its resources from the Kubernetes connection
+only, not from the operator."""
 
 
 def pod_arguments(name: str) -> list[str]:
