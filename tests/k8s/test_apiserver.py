@@ -4,7 +4,8 @@ etcd (Debian's etcd-server) and kube-apiserver (built from Go modules at the pin
 ports 16379/16380 and 16443, in a temporary folder, and stop at the end. The vendored CRDs are applied server-side;
 every manifest of each overlay goes through `kubectl apply --dry-run=server` (the API server's own validation,
 defaulting and admission, CRD schemas included); then each overlay's namespaces and RBAC are applied for real and
-`kubectl auth can-i` asks what each ServiceAccount may do. Run with `-s` to see the tables.
+`kubectl auth can-i` asks what each ServiceAccount may do; last, the DAG's step pods are created (dry run) where
+the DAG puts them. Run with `-s` to see the tables.
 
 Skipped unless SENSOROPS_K8S_VERIFY=1 (set by `make k8s-verify`, after deploy/k8s/verify/kube-tools.sh built the
 tools).
@@ -13,6 +14,7 @@ tools).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -261,37 +263,36 @@ def test_each_service_account_may_do_what_it_needs_and_no_more(kubectl, crds, ov
     assert not wrong, wrong
 
 
-RENDER_POD = """
+RENDER_PODS = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
 from kubernetes.client import ApiClient
 
 dag = DagBag(dag_folder=sys.argv[1]).dags["sensor_mlops_pipeline"]
-pod = ApiClient().sanitize_for_serialization(dag.get_task("check_services").build_pod_request_obj(dry_run=True))
-print(json.dumps(pod))
+pods = [ApiClient().sanitize_for_serialization(t.build_pod_request_obj(dry_run=True)) for t in dag.tasks]
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the DAG's KubernetesPodOperator sets no security context yet: Pod Security `restricted` refuses its pods "
-    "(deploy/k8s/README.md, known gaps)",
-)
-def test_the_dags_step_pod_is_admitted(kubectl, crds, tmp_path) -> None:
-    """A step pod as the DAG builds it in Kubernetes mode, created (dry run) in the namespace the DAG names."""
+def test_the_dags_step_pods_are_admitted(kubectl, crds, tmp_path) -> None:
+    """The pods as the DAG builds them in Kubernetes mode, created (dry run) in the namespace the DAG names, under
+    its Pod Security `restricted` and with their ServiceAccount, which must exist there."""
     docs = k8stools.documents(k8stools.render("dev"))
     settings = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "airflow-config")["data"]
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), **{k: v for k, v in settings.items() if "SENSOROPS" in k}}
     done = subprocess.run(
-        [sys.executable, "-c", RENDER_POD, str(config.ROOT / "deploy" / "airflow" / "dags")],
+        [sys.executable, "-c", RENDER_PODS, str(config.ROOT / "deploy" / "airflow" / "dags")],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    accounts = [d for d in docs if d["kind"] in ("Namespace", "ServiceAccount")]  # the pod runs as `default`
+    pods = done.stdout.strip().splitlines()[-1]
+    accounts = [d for d in docs if d["kind"] in ("Namespace", "ServiceAccount")]
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(accounts))
-    created = kubectl("create", "--dry-run=server", "-f", "-", stdin=done.stdout.strip().splitlines()[-1], check=False)
-    print(f"\nthe DAG's check_services pod: {(created.stdout + created.stderr).strip()}")
+    created = kubectl("create", "--dry-run=server", "-f", "-", stdin=pods, check=False)
+    print(f"\nthe DAG's step pods:\n{(created.stdout + created.stderr).strip()}")
     assert created.returncode == 0
+    assert created.stdout.count("(server dry run)") == len(json.loads(pods)["items"])
+    assert "Warning" not in created.stderr

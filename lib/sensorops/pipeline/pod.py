@@ -10,8 +10,8 @@ The pod passes Pod Security `restricted` (the namespaces of deploy/k8s enforce i
 ServiceAccount with no binding and no token (the steps call Kafka, S3, MLflow and Flink, never the Kubernetes API),
 the image's non-root user, the runtime's seccomp profile, no privilege escalation, no capability and a read-only root
 filesystem in both containers (the step's and Airflow's XCom sidecar), with one scratch `emptyDir` at /tmp for the
-step, and requests and limits. The values are Kubernetes API objects as plain data (camelCase, as in a manifest):
-the image has no Kubernetes client, and the operator takes them as they are.
+step, and requests and limits. The values are plain data, as in a manifest (the image has no Kubernetes client):
+the operator takes the security contexts as they are, and the DAG wraps the rest in the client's models.
 """
 
 from __future__ import annotations
