@@ -86,6 +86,7 @@ lab: up  ## JupyterLab on the notebooks, with the platform's settings in the env
 bench: up  ## benchmarks: print events/s and latencies
 	$(SENSOROPS) bench generate
 	$(SENSOROPS) bench stream
+	$(SENSOROPS) bench score
 
 lock:  ## re-pin every Python package after changing pyproject.toml
 	$(BIN)/pip install -q -e '.[$(EXTRAS)]'

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+from pathlib import Path
 
-from sensorops import kafka_io
-from sensorops.bench import generate, stream
+from sensorops import config, kafka_io
+from sensorops.bench import generate, score, stream
 from sensorops.errors import UserError
+
+RESULTS = config.ROOT / "_build" / "bench"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--skip-throughput", action="store_true")
     s.add_argument("--skip-latency", action="store_true")
     s.set_defaults(handler=run_stream)
+    c = what.add_parser("score", help="stream and scoring jobs together: events/s, latency to score and alert, swap")
+    c.add_argument("--events", type=int, default=300_000, help="backlog for the throughput run (default 300000)")
+    c.add_argument("--rate", type=float, default=1000.0, help="readings/s of the live run (default 1000)")
+    c.add_argument("--duration", type=float, default=60.0, help="seconds of the live run (default 60)")
+    c.add_argument("--output", default=str(RESULTS / "score.json"), help="where the figures are written as JSON")
+    c.set_defaults(handler=run_score)
 
 
 def _print_step(step: generate.Step) -> None:
@@ -71,4 +81,58 @@ def run_stream(args: argparse.Namespace) -> int:
                 f"latency     {guarantee:<14} offered {r.offered_per_s:,.0f}/s  received {r.received:,}/{r.sent:,}"
                 f"  p50 {r.p50_ms:,.0f} ms  p95 {r.p95_ms:,.0f} ms  p99 {r.p99_ms:,.0f} ms"
             )
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    for name, value in (("events", args.events), ("rate", args.rate), ("duration", args.duration)):
+        if not (value > 0 and math.isfinite(value)):
+            raise UserError(f"--{name} must be a positive number, got {value}")
+    kafka_io.quiet_client_logs()
+    setup = score.Setup()
+    try:
+        kind = setup.start()
+        t = score.throughput(setup, args.events)
+        print(
+            f"throughput  backlog of {t['events']:,.0f} events, {kind} champion, both jobs at parallelism 1:\n"
+            f"            stream job {t['stream_events_per_s']:,.0f} events/s, scoring job "
+            f"{t['scoring_events_per_s']:,.0f} events/s, both drained in {t['both_seconds']:.1f} s"
+        )
+        live = score.live(setup, args.rate, args.duration)
+    finally:
+        setup.remove()
+    print(
+        f"live        offered {live['offered_per_s']:,.0f} readings/s for {args.duration:g} s: scored "
+        f"{live['scored']:,} of {live['sent']:,} sent, {live['scored_twice']} twice"
+    )
+    for label, key in (
+        ("event -> feature row", "to_feature"),
+        ("feature row -> score", "feature_to_score"),
+        ("event -> score", "to_score"),
+        ("event -> alert", "to_alert"),
+    ):
+        p = live[key]
+        print(f"  {label:<22} p50 {p['p50_ms']:7,.0f} ms  p95 {p['p95_ms']:7,.0f} ms  p99 {p['p99_ms']:7,.0f} ms")
+    print(f"  alias moved -> first score by the new version: {live['alias_move_to_new_version_s']:.1f} s")
+    pw = live["pointwise"]
+    print(f"  point-wise  precision {pw['precision']:.3f}  recall {pw['recall']:.3f}  f1 {pw['f1']:.3f}")
+    for row in live["detection"]:
+        print(
+            f"  {row['anomaly_type']:<10} {row['detected']:>4}/{row['episodes']:<4} episodes detected "
+            f"({row['detection_rate']:.2f}), median delay {row['median_delay_s']:.1f} s"
+        )
+    print(
+        f"  {live['alert_episodes']} alert episodes, "
+        f"{live['false_alarm_episodes_per_sensor_hour']:.2f} false-alarm episodes per sensor-hour"
+    )
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {"throughput": t, "live": live, "champion": kind, "load_average": os.getloadavg()[0]},
+            indent=2,
+            default=float,
+        )
+    )
+    print(f"written to {out}")
     return 0
