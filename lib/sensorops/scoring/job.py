@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sensorops import config, registry
@@ -239,20 +240,24 @@ class ScoreFunction:
         changes = pd.DataFrame(None, index=inputs.index, columns=[f"alert_{f}" for f in ALERT_FIELDS], dtype=object)
         if results["champion_version"].isna().all():
             return changes
+        # Only rows that can change a state go through the rule: flagged ones, and the rows of a sensor with flags
+        # in its window or an open episode (an unflagged reading of an idle sensor changes nothing).
+        flagged = results["champion_decision"].astype(bool)
+        busy = {sensor for sensor, state in self.episodes.items() if state.episode or any(state.window)}
+        relevant = flagged | inputs["sensor_id"].isin(busy) | (flagged.groupby(inputs["sensor_id"]).cumsum() > 0)
+        positions = np.flatnonzero(relevant.to_numpy())
         rows = zip(
-            inputs["sensor_id"].tolist(),
-            alerts.event_ms(inputs["event_time"]).tolist(),
-            results["champion_decision"].tolist(),
-            results["champion_score"].tolist(),
-            results["champion_version"].tolist(),
+            positions.tolist(),
+            inputs["sensor_id"].iloc[positions].tolist(),
+            alerts.event_ms(inputs["event_time"].iloc[positions]).tolist(),
+            flagged.iloc[positions].tolist(),
+            results["champion_score"].iloc[positions].tolist(),
+            results["champion_version"].iloc[positions].tolist(),
             strict=True,
         )
-        for position, (sensor, event_ms, flagged, score, version) in enumerate(rows):
-            state = self.episodes.get(sensor)
-            state, change = alerts.step(
-                state, alerts.Reading(event_ms, bool(flagged), score, version), self.rule, sensor
-            )
-            self.episodes[sensor] = state
+        for position, sensor, event_ms, flagged_now, score, version in rows:
+            reading = alerts.Reading(event_ms, flagged_now, score, version)
+            self.episodes[sensor], change = alerts.step(self.episodes.get(sensor), reading, self.rule, sensor)
             if change is not None:
                 values = change._asdict() | {"emitted_ms": scored_ms}
                 changes.iloc[position] = [values[f] for f in ALERT_FIELDS]

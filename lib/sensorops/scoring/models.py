@@ -109,6 +109,9 @@ def registry_resolve(name: str, alias: str) -> str | None:
 
 
 def registry_load(name: str, version: str) -> BaseEstimator:
+    """The model of a version, single-threaded: on bundles of a few thousand rows, a thread pool per call (a forest
+    trained with `n_jobs=2`) costs more than it saves, and the worker shares the cores with the rest of the job."""
     from sensorops import registry
 
-    return registry.load_model(f"models:/{name}/{version}")
+    model = registry.load_model(f"models:/{name}/{version}")
+    return model.set_params(**{key: 1 for key in model.get_params(deep=True) if key.endswith("n_jobs")})
