@@ -34,6 +34,7 @@ EXPECTED_EDGES = {
     ("train_and_evaluate", "promote_model"),
     ("promote_model", "write_report"),
     ("promote_model", "ensure_scoring_job"),
+    ("ensure_scoring_job", "judge_challenger"),
 }
 
 PARSE = textwrap.dedent(

@@ -1,7 +1,7 @@
 """sensor_mlops_pipeline: from a bounded batch of sensor events to a promoted model and a run report.
 
 check_services >> prepare >> [generate_batch, ensure_stream_job] >> wait_for_archive >> validate_data
-    >> train_and_evaluate >> promote_model >> [write_report, ensure_scoring_job]
+    >> train_and_evaluate >> promote_model >> [write_report, ensure_scoring_job >> judge_challenger]
 
 The task bodies live in `sensorops.pipeline`; this file only wires them. `SENSOROPS_EXECUTION=kubernetes` (read when
 the file is parsed) runs every task as a pod of the project's image (`SENSOROPS_IMAGE`) instead of in the worker.
@@ -106,3 +106,4 @@ with DAG(
     t["check_services"] >> t["prepare"] >> [t["generate_batch"], t["ensure_stream_job"]] >> t["wait_for_archive"]
     t["wait_for_archive"] >> t["validate_data"] >> t["train_and_evaluate"] >> t["promote_model"]
     t["promote_model"] >> [t["write_report"], t["ensure_scoring_job"]]
+    t["ensure_scoring_job"] >> t["judge_challenger"]

@@ -74,6 +74,19 @@ class StreamJobOutput(XCom):
 
 
 @dataclass(frozen=True)
+class ChallengerVerdict(XCom):
+    """`judge_challenger`: the live comparison of `challenger` with `champion`, and whether it was promoted."""
+
+    champion: str | None
+    challenger: str | None
+    champion_f1: float | None
+    challenger_f1: float | None
+    events: int
+    promoted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class ArchiveCounts(XCom):
     """Where the batch's offsets ended up."""
 

@@ -20,7 +20,7 @@ from sensorops.pipeline.batch import generate_batch
 from sensorops.pipeline.checks import validate_data, wait_for_archive
 from sensorops.pipeline.context import RunContext, endpoint_environment
 from sensorops.pipeline.models import promote_model, train_and_evaluate
-from sensorops.pipeline.outputs import Prepared, ServiceInfo, Services, StreamJobOutput
+from sensorops.pipeline.outputs import ChallengerVerdict, Prepared, ServiceInfo, Services, StreamJobOutput
 from sensorops.pipeline.report import write_report
 
 LAZY_TYPES = {"Promotion": "sensorops.registry"}
@@ -74,6 +74,14 @@ def ensure_scoring_job(ctx: RunContext) -> StreamJobOutput:
     )
 
 
+def judge_challenger(ctx: RunContext) -> ChallengerVerdict:
+    """Promote the shadow-scored `challenger` only if its live F1 beats the champion's over the last 30 minutes."""
+    from sensorops.scoring import shadow
+
+    v = shadow.judge_and_promote()
+    return ChallengerVerdict(v.champion, v.challenger, v.champion_f1, v.challenger_f1, v.events, v.promote, v.reason)
+
+
 @dataclass(frozen=True)
 class Step:
     """One task of the DAG: its function, the upstream outputs it reads, and how Airflow retries and bounds it."""
@@ -121,6 +129,7 @@ STEPS: dict[str, Step] = {
         ),
         Step("promote_model", promote_model, ("generate_batch", "train_and_evaluate"), timeout_s=600),
         Step("ensure_scoring_job", ensure_scoring_job, retries=2, retry_delay_s=30, timeout_s=420),
+        Step("judge_challenger", judge_challenger, timeout_s=120),
         Step(
             "write_report",
             write_report,
