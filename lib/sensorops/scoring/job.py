@@ -88,7 +88,7 @@ class ScoringJobConfig:
     watermark_delay_s: float = 5.0
     idle_timeout_s: float = 10.0
     state_ttl_s: float = 3600.0
-    """A sensor silent this long loses its alert state (an open episode is forgotten, not closed)."""
+    """Flink state (the metrics windows) not updated for this long is dropped (`table.exec.state.ttl`)."""
     bundle_size: int = 5000
     bundle_time_ms: int = 100
     """A bundle of rows goes to the model when it holds `bundle_size` rows or is `bundle_time_ms` old. Each call of
@@ -99,10 +99,9 @@ class ScoringJobConfig:
     def __post_init__(self) -> None:
         if isinstance(self.alert_rule, dict | list | tuple):
             self.alert_rule = alerts.EpisodeRule(**dict(self.alert_rule))  # from JSON
-        if min(self.poll_s, self.metrics_slide_s, self.parallelism, self.bundle_size, self.checkpoint_interval_s) <= 0:
-            raise UserError(
-                "poll interval, metrics slide, parallelism, bundle size and checkpoint interval must be > 0"
-            )
+        positive = (self.poll_s, self.metrics_slide_s, self.parallelism, self.checkpoint_interval_s)
+        if min(*positive, self.bundle_size, self.bundle_time_ms) <= 0:
+            raise UserError("poll interval, metrics slide, parallelism, checkpoint interval and bundles must be > 0")
         if self.metrics_window_s % self.metrics_slide_s:
             raise UserError(f"the metrics window ({self.metrics_window_s} s) must be a multiple of its slide")
         self.group_id = self.group_id or self.name
