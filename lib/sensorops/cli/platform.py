@@ -52,7 +52,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _stop_jobs_with_savepoints() -> None:
-    """Every running Flink job stops with a savepoint, from which `sensorops stream submit` resumes it."""
+    """Every running Flink job stops with a savepoint, from which submitting it again resumes it."""
     from sensorops import flink
     from sensorops.waiting import TimedOut
 
@@ -62,7 +62,7 @@ def _stop_jobs_with_savepoints() -> None:
         print(f"Could not stop the Flink jobs with a savepoint ({exc}); they resume from their last checkpoint.")
         return
     for name, where in stopped.items():
-        print(f"Stopped job {name}; `sensorops stream submit` resumes it from {where or 'its start'}.")
+        print(f"Stopped job {name}; submitting it again resumes it from {where or 'its start'}.")
 
 
 def _clean(args: argparse.Namespace) -> int:
