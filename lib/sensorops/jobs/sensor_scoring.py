@@ -1,7 +1,7 @@
 """Entry point of the scoring job for `flink run -py`: builds the job from its settings and submits it.
 
-The job is Flink SQL around a pandas UDF (the model) and a keyed process function (the alert rule), which the
-TaskManager runs in Python worker processes of the project's virtualenv.
+The job is Flink SQL around a pandas UDF (the model and the alert rule), which the TaskManager runs in Python worker
+processes of the project's virtualenv.
 """
 
 import logging

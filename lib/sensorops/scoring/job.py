@@ -3,12 +3,11 @@ sensor, and live model quality against the generator's labels.
 
 Its own Flink job on the session cluster, reading the features topic that the stream job writes: the two can be
 restarted, scaled and upgraded apart (a new model never restarts the feature job), and a backlog of features is
-scored at the scorer's own pace. The job is Flink SQL around two pieces of Python:
-- `ScoreFunction`, a vectorised (pandas) UDF: a bundle of rows is scored with one `predict_proba` call (a single-row
-  call costs about 2 ms, a row in a bundle of thousands a few microseconds), by the model each Python worker loads
-  once and then follows through the registry alias (`scoring.LiveModel`);
-- `EpisodeFunction`, a keyed process function that applies the alert rule (`scoring.alerts`) to each sensor's
-  champion decisions, emitting a message only when an episode opens, changes severity or closes.
+scored at the scorer's own pace. The job is Flink SQL around one piece of Python, `ScoreFunction`, a vectorised
+(pandas) UDF: a bundle of rows is scored with one `predict_proba` call (a single-row call costs about 2 ms, a row in
+a bundle of thousands a few microseconds) by the model each Python worker loads once and then follows through the
+registry alias (`scoring.LiveModel`); the champion's decisions then go through the alert rule (`scoring.alerts`),
+which reports a change only when an episode opens, changes severity or closes.
 
 Outputs:
 - `sensor-scores`: one row per event and scoring model (role `champion` or `challenger`), at least once with
