@@ -1,9 +1,9 @@
 """Alert episodes: when a sensor's flagged readings become one alert, and when that alert ends.
 
 A model flags single readings; an operator wants one alert per incident. An *episode* of a sensor opens when at least
-`k` of its last `n` readings are flagged and closes after `m` consecutive unflagged ones. The scoring job (its worker keeps one
-`EpisodeState` per sensor, `scoring.job.ScoreFunction`) and `episodes` (pandas) both run `step`, so stream and batch
-cannot disagree on what an alert is.
+`k` of its last `n` readings are flagged and closes after `m` consecutive unflagged ones. The scoring job (its worker
+keeps one `EpisodeState` per sensor, `scoring.job.ScoreFunction`) and `episodes` (pandas) both run `step`, so stream
+and batch cannot disagree on what an alert is.
 
 - An episode starts at `first_reading_ms`, the earliest flagged reading in the window of `n` that opened it, and opens
   at `opened_at_ms` (the `k`-th flag); `last_reading_ms` is its last flagged reading. `readings` counts the readings
