@@ -380,6 +380,42 @@ def validate(overlays: Iterable[str] = OVERLAYS) -> dict[str, dict]:
     return results
 
 
+RENDER_PODS = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+from kubernetes.client import ApiClient
+
+bag = DagBag(dag_folder=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+dag = bag.dags["sensor_mlops_pipeline"]
+pods = {t.task_id: ApiClient().sanitize_for_serialization(t.build_pod_request_obj(dry_run=True)) for t in dag.tasks}
+labels = type(dag.tasks[0])._get_ti_pod_labels  # what a real run adds (a dry run leaves them out)
+
+class TI:
+    dag_id, task_id, map_index, try_number = dag.dag_id, dag.tasks[0].task_id, -1, 1
+
+print(json.dumps({"pods": pods, "labels": labels({"ti": TI(), "run_id": "r", "dag": dag})}))
+"""
+
+
+def dag_pods(docs: list[dict], airflow_home: Path) -> dict[str, Any]:
+    """The DAG parsed in Kubernetes mode with the overlay's Airflow settings (`airflow-config`), its pods built as
+    Airflow builds them: `{"config": the settings, "pods": {task id: pod}, "labels": a run's pod labels}`."""
+    settings = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "airflow-config")["data"]
+    env = {**os.environ, "AIRFLOW_HOME": str(airflow_home)}
+    env.update({k: v for k, v in settings.items() if k.startswith("SENSOROPS_")})
+    done = subprocess.run(
+        [sys.executable, "-c", RENDER_PODS, str(ROOT / "deploy" / "airflow" / "dags")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"parsing the DAG in Kubernetes mode failed:\n{done.stderr[-3000:]}")
+    return {"config": settings, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["tools", "validate", "render"])

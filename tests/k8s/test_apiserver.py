@@ -263,32 +263,12 @@ def test_each_service_account_may_do_what_it_needs_and_no_more(kubectl, crds, ov
     assert not wrong, wrong
 
 
-RENDER_PODS = """
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-from kubernetes.client import ApiClient
-
-dag = DagBag(dag_folder=sys.argv[1]).dags["sensor_mlops_pipeline"]
-pods = [ApiClient().sanitize_for_serialization(t.build_pod_request_obj(dry_run=True)) for t in dag.tasks]
-print(json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}))
-"""
-
-
 def test_the_dags_step_pods_are_admitted(kubectl, crds, tmp_path) -> None:
     """The pods as the DAG builds them in Kubernetes mode, created (dry run) in the namespace the DAG names, under
     its Pod Security `restricted` and with their ServiceAccount, which must exist there."""
     docs = k8stools.documents(k8stools.render("dev"))
-    settings = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "airflow-config")["data"]
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), **{k: v for k, v in settings.items() if "SENSOROPS" in k}}
-    done = subprocess.run(
-        [sys.executable, "-c", RENDER_PODS, str(config.ROOT / "deploy" / "airflow" / "dags")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    pods = done.stdout.strip().splitlines()[-1]
+    rendered = k8stools.dag_pods(docs, tmp_path)["pods"]
+    pods = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(rendered.values())})
     accounts = [d for d in docs if d["kind"] in ("Namespace", "ServiceAccount")]
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(accounts))
     created = kubectl("create", "--dry-run=server", "-f", "-", stdin=pods, check=False)

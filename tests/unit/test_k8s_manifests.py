@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import subprocess
 import sys
 import textwrap
 import tomllib
@@ -331,24 +329,6 @@ def test_make_secrets_generates_every_referenced_secret_and_nothing_is_inlined(d
 
 # --- the DAG's Kubernetes mode ---------------------------------------------------------------------------------
 
-RENDER_PODS = textwrap.dedent(
-    """
-    import json, sys
-    from airflow.dag_processing.dagbag import DagBag
-    from kubernetes.client import ApiClient
-
-    bag = DagBag(dag_folder=sys.argv[1])
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.dags["sensor_mlops_pipeline"]
-    pods = {t.task_id: ApiClient().sanitize_for_serialization(t.build_pod_request_obj(dry_run=True)) for t in dag.tasks}
-    labels = type(dag.tasks[0])._get_ti_pod_labels  # what a real run adds (dry run leaves them out)
-
-    class TI:
-        dag_id, task_id, map_index, try_number = dag.dag_id, dag.tasks[0].task_id, -1, 1
-
-    print(json.dumps({"pods": pods, "labels": labels({"ti": TI(), "run_id": "r", "dag": dag})}))
-    """
-)
 
 # What a step pod's launcher must be allowed, and no more: create the pod, follow it (get, list, watch), read its
 # log, exec into the XCom sidecar to read the result, label it as checked (patch), delete it, list its events.
@@ -363,18 +343,7 @@ LAUNCHER_NEEDS = {
 @pytest.fixture(scope="module")
 def dag_pods(docs, tmp_path_factory) -> dict:
     """The DAG parsed in Kubernetes mode with the cluster's Airflow settings, its pods built as Airflow builds them."""
-    airflow_config = by_kind(docs["dev"], "ConfigMap")["sensorops-orchestration/airflow-config"]["data"]
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow"))}
-    env.update({k: v for k, v in airflow_config.items() if k.startswith("SENSOROPS_")})
-    done = subprocess.run(
-        [sys.executable, "-c", RENDER_PODS, str(config.ROOT / "deploy" / "airflow" / "dags")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return {"config": airflow_config, **json.loads(done.stdout.strip().splitlines()[-1])}
+    return k8stools.dag_pods(docs["dev"], tmp_path_factory.mktemp("airflow"))
 
 
 def test_dag_pods_run_the_project_image_with_the_cluster_settings(dag_pods, docs) -> None:

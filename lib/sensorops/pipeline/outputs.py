@@ -82,7 +82,8 @@ class ChallengerVerdict(XCom):
     champion_f1: float | None
     challenger_f1: float | None
     events: int
-    promoted: bool
+    promote: bool
+    """Whether the challenger won, and so took the `champion` alias."""
     reason: str
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sensorops import config
@@ -78,8 +78,7 @@ def judge_challenger(ctx: RunContext) -> ChallengerVerdict:
     """Promote the shadow-scored `challenger` only if its live F1 beats the champion's over the last 30 minutes."""
     from sensorops.scoring import shadow
 
-    v = shadow.judge_and_promote()
-    return ChallengerVerdict(v.champion, v.challenger, v.champion_f1, v.challenger_f1, v.events, v.promote, v.reason)
+    return ChallengerVerdict(**asdict(shadow.judge_and_promote()))
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import pandas as pd
 from sensorops import config, registry
 from sensorops.errors import UserError
 from sensorops.scoring import alerts
-from sensorops.scoring.models import LiveModel, decide, registry_load, registry_resolve
+from sensorops.scoring.models import LiveModel, decide, registry_load
 from sensorops.stream.job import feature_schema, job_configuration, kafka_sink, with_options
 from sensorops.training.data import MODEL_INPUTS
 
@@ -187,7 +187,7 @@ class ScoreFunction:
     def open(self, function_context: Any) -> None:
         aliases = {"champion": self.cfg.champion_alias, "challenger": self.cfg.challenger_alias}
         self.models = {
-            role: LiveModel(self.cfg.model_name, alias, registry_resolve, registry_load, self.cfg.poll_s)
+            role: LiveModel(self.cfg.model_name, alias, registry.alias_version, registry_load, self.cfg.poll_s)
             for role, alias in aliases.items()
             if alias
         }

@@ -102,12 +102,6 @@ class LiveModel:
         return self.current.version if self.current else None
 
 
-def registry_resolve(name: str, alias: str) -> str | None:
-    from sensorops import registry
-
-    return registry.alias_version(name, alias)
-
-
 def registry_load(name: str, version: str) -> BaseEstimator:
     """The model of a version, single-threaded: on bundles of a few thousand rows, a thread pool per call (a forest
     trained with `n_jobs=2`) costs more than it saves, and the worker shares the cores with the rest of the job."""
