@@ -20,8 +20,6 @@ Outputs:
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ from sensorops import config, registry
 from sensorops.errors import UserError
 from sensorops.scoring import alerts
 from sensorops.scoring.models import LiveModel, decide, registry_load
-from sensorops.stream.job import feature_schema, job_configuration, kafka_sink, with_options
+from sensorops.stream.job import JobSettings, feature_schema, job_configuration, kafka_sink, with_options
 from sensorops.training.data import MODEL_INPUTS
 
 DEFAULT_JOB_NAME = "sensorops-scoring"
@@ -61,8 +59,8 @@ scored: with `event_time` they say where the latency goes."""
 
 
 @dataclass
-class ScoringJobConfig:
-    """Everything that parameterises one deployment of the scoring job."""
+class ScoringJobConfig(JobSettings):
+    """Everything that parameterises one deployment of the scoring job (its Flink state: the metrics windows)."""
 
     name: str = DEFAULT_JOB_NAME
     features_topic: str = config.FEATURES_TOPIC
@@ -78,33 +76,20 @@ class ScoringJobConfig:
     alert_rule: alerts.EpisodeRule = field(default_factory=alerts.EpisodeRule)
     metrics_window_s: int = 300
     metrics_slide_s: int = 60
-    group_id: str = ""
-    bootstrap_servers: str = ""
-    parallelism: int = 1
-    checkpoint_interval_s: float = 10.0
-    checkpoint_timeout_s: float = 120.0
-    tolerable_checkpoint_failures: int = 60
-    watermark_delay_s: float = 5.0
-    idle_timeout_s: float = 10.0
-    state_ttl_s: float = 3600.0
-    """Flink state (the metrics windows) not updated for this long is dropped (`table.exec.state.ttl`)."""
     bundle_size: int = 5000
     bundle_time_ms: int = 100
     """A bundle of rows goes to the model when it holds `bundle_size` rows or is `bundle_time_ms` old. Each call of
     a forest costs about 25 ms whatever its size: larger bundles drain a backlog faster, a shorter time scores sooner
     at a low rate."""
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.alert_rule, dict | list | tuple):
             self.alert_rule = alerts.EpisodeRule(**dict(self.alert_rule))  # from JSON
-        positive = (self.poll_s, self.metrics_slide_s, self.parallelism, self.checkpoint_interval_s)
-        if min(*positive, self.bundle_size, self.bundle_time_ms) <= 0:
-            raise UserError("poll interval, metrics slide, parallelism, checkpoint interval and bundles must be > 0")
+        if min(self.poll_s, self.metrics_slide_s, self.bundle_size, self.bundle_time_ms) <= 0:
+            raise UserError("the poll interval, the metrics slide and the bundles must be positive")
         if self.metrics_window_s % self.metrics_slide_s:
             raise UserError(f"the metrics window ({self.metrics_window_s} s) must be a multiple of its slide")
-        self.group_id = self.group_id or self.name
-        self.bootstrap_servers = self.bootstrap_servers or config.load().kafka_bootstrap_servers
+        super().__post_init__()
 
     @classmethod
     def scratch(cls, tag: str, **overrides: Any) -> ScoringJobConfig:
@@ -115,13 +100,6 @@ class ScoringJobConfig:
     @property
     def topics(self) -> tuple[str, str, str, str]:
         return self.features_topic, self.scores_topic, self.alerts_topic, self.metrics_topic
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ScoringJobConfig:
-        return cls(**json.loads(text))
 
 
 # -- the Python pieces -----------------------------------------------------------------------------------------

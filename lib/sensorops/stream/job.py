@@ -20,7 +20,7 @@ import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from sensorops import archive, config, events, features
 from sensorops.errors import UserError
@@ -30,8 +30,49 @@ GUARANTEES = ("exactly-once", "at-least-once", "none")
 
 
 @dataclass
-class StreamJobConfig:
-    """Everything that parameterises one deployment of the stream job."""
+class JobSettings:
+    """What every Flink job of the project sets for itself (`job_configuration`): its name and consumer group,
+    parallelism, checkpoints, watermarks and state TTL. `StreamJobConfig` and `scoring.ScoringJobConfig` extend it."""
+
+    name: str = ""
+    group_id: str = ""
+    """Kafka consumer group; defaults to the job name."""
+    bootstrap_servers: str = ""
+    """Defaults to the configured `KAFKA_BOOTSTRAP_SERVERS`."""
+    parallelism: int = 1
+    checkpoint_interval_s: float = 10.0
+    checkpoint_timeout_s: float = 120.0
+    tolerable_checkpoint_failures: int = 60
+    """Checkpoints that may fail in a row (S3 unreachable) before the job restarts: with the interval and the
+    timeout above, about ten minutes of outage cost no restart."""
+    watermark_delay_s: float = 5.0
+    idle_timeout_s: float = 10.0
+    state_ttl_s: float = 3600.0
+    """Keyed state not updated for this long is dropped (`table.exec.state.ttl`), so that a stream of ever new
+    sensor ids cannot grow the TaskManager's heap without end."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Further Flink configuration for the job (`key=value`)."""
+
+    def __post_init__(self) -> None:
+        if min(self.checkpoint_interval_s, self.checkpoint_timeout_s, self.state_ttl_s, self.parallelism) <= 0:
+            raise UserError("checkpoint interval and timeout, state TTL and parallelism must be positive")
+        if self.watermark_delay_s < 0 or self.tolerable_checkpoint_failures < 0:
+            raise UserError("the watermark delay and tolerable checkpoint failures must not be negative")
+        self.group_id = self.group_id or self.name
+        self.bootstrap_servers = self.bootstrap_servers or config.load().kafka_bootstrap_servers
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class StreamJobConfig(JobSettings):
+    """Everything that parameterises one deployment of the stream job. Its keyed state is a sensor's recent
+    readings: a sensor silent for longer than `state_ttl_s` starts its rolling features afresh."""
 
     name: str = DEFAULT_JOB_NAME
     source_topic: str = config.SENSOR_TOPIC
@@ -40,14 +81,6 @@ class StreamJobConfig:
     dead_letter_topic: str = config.DEAD_LETTER_TOPIC
     archive_path: str = archive.ROOT
     """Raw events go to `<archive_path>/raw/`, features to `<archive_path>/features/`."""
-    group_id: str = ""
-    """Kafka consumer group; defaults to the job name."""
-    bootstrap_servers: str = ""
-    """Defaults to the configured `KAFKA_BOOTSTRAP_SERVERS`."""
-    parallelism: int = 1
-    checkpoint_interval_s: float = 10.0
-    watermark_delay_s: float = 5.0
-    idle_timeout_s: float = 10.0
     window_minutes: int = 1
     features_guarantee: str = "at-least-once"
     """Guarantee of the features topic: low latency for real-time scoring (see the module docstring)."""
@@ -57,18 +90,8 @@ class StreamJobConfig:
     """A larger record value is a dead letter (`too_large`), so that no sink ever fails on a record's size."""
     max_key_bytes: int = events.MAX_KEY_BYTES
     """A larger record key is a dead letter (`too_large`)."""
-    state_ttl_s: float = 3600.0
-    """Keyed state (a sensor's recent readings) not updated for this long is dropped, so that a stream of ever new
-    sensor ids cannot grow the TaskManager's heap without end. A sensor silent for longer starts its rolling
-    features afresh."""
-    tolerable_checkpoint_failures: int = 60
-    """Checkpoints that may fail in a row (S3 unreachable) before the job restarts: with the interval and the
-    timeout below, about ten minutes of outage cost no restart."""
-    checkpoint_timeout_s: float = 120.0
     archive: bool = True
     aggregates: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
-    """Further Flink configuration for the job (`key=value`)."""
 
     def __post_init__(self) -> None:
         for guarantee in (self.features_guarantee, self.kafka_guarantee):
@@ -76,12 +99,9 @@ class StreamJobConfig:
                 raise UserError(f"unknown delivery guarantee {guarantee!r}; choose one of {', '.join(GUARANTEES)}")
         if self.max_value_bytes < 1_000:
             raise UserError(f"max_value_bytes {self.max_value_bytes} is smaller than one event (about 400 bytes)")
-        if min(self.checkpoint_interval_s, self.checkpoint_timeout_s, self.state_ttl_s, self.parallelism) <= 0:
-            raise UserError("checkpoint interval and timeout, state TTL and parallelism must be positive")
-        if self.watermark_delay_s < 0 or self.tolerable_checkpoint_failures < 0 or self.max_key_bytes < 1:
-            raise UserError("the watermark delay and tolerable checkpoint failures must not be negative")
-        self.group_id = self.group_id or self.name
-        self.bootstrap_servers = self.bootstrap_servers or config.load().kafka_bootstrap_servers
+        if self.max_key_bytes < 1:
+            raise UserError(f"max_key_bytes must be at least 1, got {self.max_key_bytes}")
+        super().__post_init__()
         self.archive_path = self.archive_path.rstrip("/")
 
     @classmethod
@@ -100,13 +120,6 @@ class StreamJobConfig:
     @property
     def topics(self) -> tuple[str, str, str, str]:
         return self.source_topic, self.features_topic, self.aggregates_topic, self.dead_letter_topic
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> StreamJobConfig:
-        return cls(**json.loads(text))
 
 
 # -- the job in SQL --------------------------------------------------------------------------------------------
@@ -319,9 +332,8 @@ FROM parsed WHERE reason IS NULL""",
     return JobSql(source_ddl, parse, watermark, ddl, inserts)
 
 
-def job_configuration(cfg: StreamJobConfig | Any) -> dict[str, str]:
-    """Flink configuration a job sets for itself: checkpoints, restarts, time zone, parallelism (the scoring job's
-    settings have the same fields)."""
+def job_configuration(cfg: JobSettings) -> dict[str, str]:
+    """Flink configuration a job sets for itself: checkpoints, restarts, time zone, parallelism."""
     return {
         "pipeline.name": cfg.name,
         "parallelism.default": str(cfg.parallelism),
