@@ -36,12 +36,23 @@ BUCKETS = (ARCHIVE_BUCKET, MLFLOW_BUCKET, CHECKPOINT_BUCKET, REPORT_BUCKET)
 
 DEFAULTS = {
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    # How Kafka clients authenticate: the local broker takes PLAINTEXT; the cluster's takes SASL_PLAINTEXT with
+    # SCRAM-SHA-512 and one Kafka user per workload (deploy/k8s).
+    "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "KAFKA_SASL_USERNAME": "",
+    "KAFKA_SASL_PASSWORD": "",
     "AWS_ENDPOINT_URL": "http://127.0.0.1:8333",
     "AWS_ACCESS_KEY_ID": "",
     "AWS_SECRET_ACCESS_KEY": "",
     "AWS_DEFAULT_REGION": "us-east-1",
     "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
     "FLINK_REST_URL": "http://127.0.0.1:8081",
+    # Where the scoring job's Flink answers: the same session cluster locally, its own cluster on Kubernetes.
+    "FLINK_SCORING_REST_URL": "",
+    # Who starts the Flink jobs: `session` (the pipeline submits them to the session cluster) or `operator` (the
+    # Flink Kubernetes Operator runs each FlinkDeployment; the pipeline only checks that they run).
+    "SENSOROPS_FLINK_JOBS": "session",
     "AIRFLOW_API_URL": "http://127.0.0.1:8080",
     "AIRFLOW_USERNAME": "admin",
     "AIRFLOW_PASSWORD": "",
@@ -72,12 +83,18 @@ def _parse_env_file(path: Path, stamp: int) -> tuple[tuple[str, str], ...]:
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: str = field(repr=False)
     aws_endpoint_url: str
     aws_access_key_id: str
     aws_secret_access_key: str = field(repr=False)
     aws_region: str
     mlflow_tracking_uri: str
     flink_rest_url: str
+    flink_scoring_rest_url: str
+    flink_jobs: str
     airflow_api_url: str
     airflow_username: str
     airflow_password: str = field(repr=False)
@@ -108,12 +125,18 @@ def load() -> Settings:
     merged = {**DEFAULTS, **read_env_file(), **{k: v for k, v in os.environ.items() if k in DEFAULTS}}
     return Settings(
         kafka_bootstrap_servers=merged["KAFKA_BOOTSTRAP_SERVERS"],
+        kafka_security_protocol=merged["KAFKA_SECURITY_PROTOCOL"].upper(),
+        kafka_sasl_mechanism=merged["KAFKA_SASL_MECHANISM"].upper(),
+        kafka_sasl_username=merged["KAFKA_SASL_USERNAME"],
+        kafka_sasl_password=merged["KAFKA_SASL_PASSWORD"],
         aws_endpoint_url=merged["AWS_ENDPOINT_URL"],
         aws_access_key_id=merged["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=merged["AWS_SECRET_ACCESS_KEY"],
         aws_region=merged["AWS_DEFAULT_REGION"],
         mlflow_tracking_uri=merged["MLFLOW_TRACKING_URI"],
         flink_rest_url=merged["FLINK_REST_URL"].rstrip("/"),
+        flink_scoring_rest_url=(merged["FLINK_SCORING_REST_URL"] or merged["FLINK_REST_URL"]).rstrip("/"),
+        flink_jobs=merged["SENSOROPS_FLINK_JOBS"].lower(),
         airflow_api_url=merged["AIRFLOW_API_URL"].rstrip("/"),
         airflow_username=merged["AIRFLOW_USERNAME"],
         airflow_password=merged["AIRFLOW_PASSWORD"],
@@ -126,6 +149,10 @@ def export_environment(settings: Settings | None = None) -> dict[str, str]:
     s = settings or load()
     return {
         "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+        "KAFKA_SECURITY_PROTOCOL": s.kafka_security_protocol,
+        "KAFKA_SASL_MECHANISM": s.kafka_sasl_mechanism,
+        "KAFKA_SASL_USERNAME": s.kafka_sasl_username,
+        "KAFKA_SASL_PASSWORD": s.kafka_sasl_password,
         "AWS_ENDPOINT_URL": s.aws_endpoint_url,
         "MLFLOW_S3_ENDPOINT_URL": s.aws_endpoint_url,
         "AWS_ACCESS_KEY_ID": s.aws_access_key_id,
@@ -133,6 +160,8 @@ def export_environment(settings: Settings | None = None) -> dict[str, str]:
         "AWS_DEFAULT_REGION": s.aws_region,
         "MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
         "FLINK_REST_URL": s.flink_rest_url,
+        "FLINK_SCORING_REST_URL": s.flink_scoring_rest_url,
+        "SENSOROPS_FLINK_JOBS": s.flink_jobs,
         "AIRFLOW_API_URL": s.airflow_api_url,
         "SENSOROPS_HOME": str(s.home),
     }

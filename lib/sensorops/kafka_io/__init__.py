@@ -6,7 +6,14 @@ kafka_io.read(topic, start="end", timeout_s=30)      # what arrives in the next 
 """
 
 from sensorops.kafka_io.admin import DEFAULT_PARTITIONS, delete_topic, ensure_topic
-from sensorops.kafka_io.client import BOOTSTRAP_MS, MissingTopic, quiet_client_logs
+from sensorops.kafka_io.client import (
+    BOOTSTRAP_MS,
+    MissingTopic,
+    client_security,
+    java_security,
+    quiet_client_logs,
+    with_password,
+)
 from sensorops.kafka_io.producer import (
     DeliveryError,
     EventProducer,
@@ -26,13 +33,16 @@ __all__ = [
     "ProduceReport",
     "Record",
     "best_compression",
+    "client_security",
     "consumer",
     "delete_topic",
     "end_offsets",
     "ensure_topic",
+    "java_security",
     "produce",
     "producer_settings",
     "quiet_client_logs",
     "read",
     "records",
+    "with_password",
 ]

@@ -8,7 +8,7 @@ from kafka import errors as kafka_errors
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from sensorops.errors import ServiceUnavailable
-from sensorops.kafka_io.client import bootstrap_ms, bootstrap_servers, check_topic, unreachable
+from sensorops.kafka_io.client import bootstrap_ms, bootstrap_servers, check_topic, client_security, unreachable
 from sensorops.waiting import TimedOut, wait_until
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,10 @@ DEFAULT_PARTITIONS = 4
 def _admin(servers: str) -> KafkaAdminClient:
     try:
         return KafkaAdminClient(
-            bootstrap_servers=servers, request_timeout_ms=10_000, bootstrap_timeout_ms=bootstrap_ms()
+            bootstrap_servers=servers,
+            request_timeout_ms=10_000,
+            bootstrap_timeout_ms=bootstrap_ms(),
+            **client_security(),
         )
     except kafka_errors.KafkaError as exc:
         raise unreachable(servers, exc) from exc

@@ -32,7 +32,7 @@ from kafka.partitioner.default import murmur2
 from sensorops.errors import UserError
 from sensorops.events import serialize
 from sensorops.kafka_io.admin import DEFAULT_PARTITIONS, ensure_topic
-from sensorops.kafka_io.client import bootstrap_ms, bootstrap_servers, check_topic, unreachable
+from sensorops.kafka_io.client import bootstrap_ms, bootstrap_servers, check_topic, client_security, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ def producer_settings(**overrides: Any) -> dict[str, Any]:
         "max_block_ms": 20_000,
         "bootstrap_timeout_ms": bootstrap_ms(),
         "metrics_enabled": False,  # per-record metrics cost ~5 % of the send path
+        **client_security(),
     }
     settings.update(overrides)
     return settings

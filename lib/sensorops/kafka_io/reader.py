@@ -22,7 +22,14 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 from kafka import errors as kafka_errors
 
-from sensorops.kafka_io.client import MissingTopic, bootstrap_ms, bootstrap_servers, check_topic, unreachable
+from sensorops.kafka_io.client import (
+    MissingTopic,
+    bootstrap_ms,
+    bootstrap_servers,
+    check_topic,
+    client_security,
+    unreachable,
+)
 
 Start = Literal["beginning", "end"] | Mapping[int, int]
 
@@ -63,6 +70,7 @@ def consumer(
             enable_auto_commit=False,
             bootstrap_timeout_ms=bootstrap_ms(),
             isolation_level=isolation,
+            **client_security(),
             **settings,
         )
     except kafka_errors.KafkaError as exc:

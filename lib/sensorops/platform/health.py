@@ -64,10 +64,13 @@ def _port_open(url: str, timeout: float) -> bool:
 def _kafka(s: config.Settings, timeout: float) -> tuple[str, str]:
     from kafka import KafkaAdminClient
 
+    from sensorops.kafka_io.client import client_security
+
     admin = KafkaAdminClient(
         bootstrap_servers=s.kafka_bootstrap_servers,
         request_timeout_ms=int(timeout * 1000),
         client_id="sensorops-health",
+        **client_security(s),
     )
     try:
         cluster = admin.describe_cluster()

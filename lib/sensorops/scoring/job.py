@@ -28,11 +28,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sensorops import config, registry
+from sensorops import config, kafka_io, registry
 from sensorops.errors import UserError
 from sensorops.scoring import alerts
 from sensorops.scoring.models import LiveModel, decide, registry_load
-from sensorops.stream.job import JobSettings, feature_schema, job_configuration, kafka_sink, with_options
+from sensorops.stream.job import (
+    JobSettings,
+    feature_schema,
+    job_configuration,
+    kafka_connection,
+    kafka_sink,
+    with_options,
+)
 from sensorops.training.data import MODEL_INPUTS
 
 DEFAULT_JOB_NAME = "sensorops-scoring"
@@ -268,7 +275,7 @@ def source_ddl(cfg: ScoringJobConfig) -> str:
     options = {
         "connector": "kafka",
         "topic": cfg.features_topic,
-        "properties.bootstrap.servers": cfg.bootstrap_servers,
+        **kafka_connection(cfg.bootstrap_servers),
         "properties.group.id": cfg.group_id,
         "properties.auto.offset.reset": "earliest",
         "scan.startup.mode": "group-offsets",
@@ -368,7 +375,7 @@ def run_job(cfg: ScoringJobConfig) -> None:
     }
     for key, value in settings.items():
         env.get_config().set(key, value)
-    env.execute_sql(source_ddl(cfg))
+    env.execute_sql(kafka_io.with_password(source_ddl(cfg)))
     env.create_temporary_function("score_batch", score_udf(cfg))
     # Through a DataStream, so that reading several fields of `s` does not call the UDF once per field.
     timed = Schema.new_builder().column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)")
@@ -376,7 +383,7 @@ def run_job(cfg: ScoringJobConfig) -> None:
     env.create_temporary_view("scored", env.from_data_stream(env.to_data_stream(env.sql_query(SCORE_QUERY)), timed))
     env.execute_sql(scores_view(cfg))
     for statement in sink_ddl(cfg):
-        env.execute_sql(statement)
+        env.execute_sql(kafka_io.with_password(statement))
     statements = env.create_statement_set()
     statements.add_insert_sql(f"INSERT INTO scores_sink SELECT {', '.join(SCORE_FIELDS)} FROM scores")
     alert_columns = ", ".join(f"s.alert_{f}" for f in ALERT_FIELDS)

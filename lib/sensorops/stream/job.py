@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from sensorops import archive, config, events, features
+from sensorops import archive, config, events, features, kafka_io
 from sensorops.errors import UserError
 
 DEFAULT_JOB_NAME = "sensorops-stream"
@@ -125,11 +125,22 @@ class StreamJobConfig(JobSettings):
 # -- the job in SQL --------------------------------------------------------------------------------------------
 
 
+KAFKA_RELOCATED_TO = "org.apache.flink.kafka.shaded."
+"""flink-sql-connector-kafka shades the Kafka client under this package (its JAAS login modules too)."""
+
+
+def kafka_connection(servers: str) -> dict[str, str]:
+    """The connector options that reach the brokers: their addresses and, where they ask for it, SASL
+    (`KAFKA_SECURITY_PROTOCOL` and the `KAFKA_SASL_*` settings, read where the job's SQL is built)."""
+    security = kafka_io.java_security(relocated_to=KAFKA_RELOCATED_TO)
+    return {"properties.bootstrap.servers": servers, **{f"properties.{k}": v for k, v in security.items()}}
+
+
 def kafka_sink(topic: str, servers: str, guarantee: str, prefix: str, key: str | None = None) -> str:
     options = {
         "connector": "kafka",
         "topic": topic,
-        "properties.bootstrap.servers": servers,
+        **kafka_connection(servers),
         "sink.delivery-guarantee": guarantee,
         "value.format": "json",
         "value.json.timestamp-format.standard": "ISO-8601",
@@ -249,7 +260,7 @@ def statements(cfg: StreamJobConfig) -> JobSql:
     source = {
         "connector": "kafka",
         "topic": cfg.source_topic,
-        "properties.bootstrap.servers": cfg.bootstrap_servers,
+        **kafka_connection(cfg.bootstrap_servers),
         "properties.group.id": cfg.group_id,
         "properties.auto.offset.reset": "earliest",
         "scan.startup.mode": "group-offsets",
@@ -369,14 +380,14 @@ def run_job(cfg: StreamJobConfig) -> None:
     for key, value in job_configuration(cfg).items():
         env.get_config().set(key, value)
     sql = statements(cfg)
-    env.execute_sql(sql.source)
+    env.execute_sql(kafka_io.with_password(sql.source))
     env.create_temporary_function("parse_event", parse_event_udf(cfg))
     # SQL declares watermarks only on tables, so the decoded rows pass through a stream that gets one.
     timed = Schema.new_builder().column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(event_ms, 0), 3)")
     timed = timed.column_by_expression("proc_time", "PROCTIME()").watermark("event_time", sql.watermark).build()
     env.create_temporary_view("parsed", env.from_data_stream(env.to_data_stream(env.sql_query(sql.parse)), timed))
     for statement in sql.views:
-        env.execute_sql(statement)
+        env.execute_sql(kafka_io.with_password(statement))
     statement_set = env.create_statement_set()
     for insert in sql.inserts:
         statement_set.add_insert_sql(insert)
