@@ -403,7 +403,7 @@ def dag_pods(docs: list[dict], airflow_home: Path) -> dict[str, Any]:
     Airflow builds them: `{"config": the settings, "pods": {task id: pod}, "labels": a run's pod labels}`."""
     settings = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "airflow-config")["data"]
     env = {**os.environ, "AIRFLOW_HOME": str(airflow_home)}
-    env.update({k: v for k, v in settings.items() if k.startswith("SENSOROPS_")})
+    env.update({k: v for k, v in settings.items() if k.startswith(("SENSOROPS_", "AIRFLOW_CONN_"))})
     done = subprocess.run(
         [sys.executable, "-c", RENDER_PODS, str(ROOT / "deploy" / "airflow" / "dags")],
         env=env,

@@ -7,11 +7,12 @@ databases keep the passwords they were created with, so rotate those with the da
 
 Per namespace, the Secrets the manifests reference:
 - sensorops-data: `seaweedfs-s3-config` (SeaweedFS identities: one S3 key pair per workload, each allowed its
-  buckets only) and `flink-s3` (the Flink jobs' key pair);
+  buckets only), `flink-s3` (the Flink jobs' key pair) and `pipeline-steps-kafka` (the step pods' Kafka password,
+  which the User Operator sets; the jobs' Kafka passwords are the User Operator's own);
 - sensorops-ml: `mlflow-db` (Postgres and the backend store URI) and `mlflow-s3` (MLflow's key pair);
 - sensorops-orchestration: `airflow-db`, `airflow-secrets` (database URL, JWT secret, Fernet key), `airflow-users`
   (the `admin` password) and `sensorops-settings` (the DAG's step pods: the standard variables, with the pipeline's
-  key pair).
+  key pair and Kafka user).
 """
 
 from __future__ import annotations
@@ -67,12 +68,13 @@ def secrets_list() -> dict:
     def aws(name: str) -> dict[str, str]:
         return {"AWS_ACCESS_KEY_ID": keys[name][0], "AWS_SECRET_ACCESS_KEY": keys[name][1]}
 
-    mlflow_pw, airflow_pw = _password(), _password()
+    mlflow_pw, airflow_pw, kafka_pw = _password(), _password(), _password()
     mlflow_uri = f"postgresql://mlflow:{mlflow_pw}@mlflow-postgres.{ML}.svc:5432/mlflow"
     airflow_url = f"postgresql+psycopg2://airflow:{airflow_pw}@airflow-postgres.{ORCH}.svc:5432/airflow"
     items = [
         _secret(DATA, "seaweedfs-s3-config", {"s3.json": json.dumps({"identities": identities}, indent=1)}),
         _secret(DATA, "flink-s3", aws("flink")),
+        _secret(DATA, "pipeline-steps-kafka", {"password": kafka_pw}),
         _secret(
             ML,
             "mlflow-db",
@@ -101,12 +103,19 @@ def secrets_list() -> dict:
             ORCH,
             "sensorops-settings",
             {
-                "KAFKA_BOOTSTRAP_SERVERS": f"sensorops-kafka-bootstrap.{DATA}.svc:9092",
+                "KAFKA_BOOTSTRAP_SERVERS": f"sensorops-kafka-bootstrap.{DATA}.svc:9094",
+                "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "KAFKA_SASL_USERNAME": "pipeline-steps",
+                "KAFKA_SASL_PASSWORD": kafka_pw,
                 "AWS_ENDPOINT_URL": S3,
                 "AWS_DEFAULT_REGION": "us-east-1",
                 **aws("pipeline"),
                 "MLFLOW_TRACKING_URI": f"http://mlflow.{ML}.svc:5000",
+                # The Flink Kubernetes Operator runs each job in its own cluster; the steps only check them.
+                "SENSOROPS_FLINK_JOBS": "operator",
                 "FLINK_REST_URL": f"http://sensor-stream-rest.{DATA}.svc:8081",
+                "FLINK_SCORING_REST_URL": f"http://sensor-scoring-rest.{DATA}.svc:8081",
                 "SENSOROPS_HOME": "/tmp/sensorops",
             },
         ),

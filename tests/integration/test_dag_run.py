@@ -10,6 +10,8 @@ import pytest
 
 from sensorops import config, kafka_io, pipeline, registry, storage
 from sensorops.airflow_api import AirflowClient
+from sensorops.errors import ServiceUnavailable
+from sensorops.pipeline import steps
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +96,24 @@ def test_steps_are_safe_to_run_again(full_run: dict) -> None:
     assert again["mlflow_run_id"] == outputs["train_and_evaluate"]["mlflow_run_id"]
     promoted = pipeline.run_step("promote_model", ctx, {"generate_batch": batch, "train_and_evaluate": again})
     assert promoted["version"] == outputs["promote_model"]["version"]
+
+
+def test_when_the_operator_owns_the_jobs_the_steps_only_check_them(full_run: dict) -> None:
+    """On Kubernetes (`SENSOROPS_FLINK_JOBS=operator`) the ensure steps find the running job at its own cluster's
+    address and never submit; a missing job is an error that points at its FlinkDeployment."""
+    ctx = pipeline.RunContext(full_run["run_id"], full_run["outputs"]["generate_batch"]["start"], pipeline.RunParams())
+
+    def submit() -> tuple[str, bool]:
+        raise AssertionError("a job the operator owns was submitted")
+
+    with config.temporary_environment({"SENSOROPS_FLINK_JOBS": "operator"}):
+        checked = pipeline.run_step("ensure_stream_job", ctx)
+        assert (checked["job_id"], checked["started_now"]) == (
+            full_run["outputs"]["ensure_stream_job"]["job_id"],
+            False,
+        )
+        with pytest.raises(ServiceUnavailable, match="FlinkDeployment"):
+            steps._ensure_job(f"absent-{uuid.uuid4().hex[:8]}", submit, config.load().flink_rest_url)
+        with config.temporary_environment({"FLINK_SCORING_REST_URL": "http://127.0.0.1:9"}):
+            with pytest.raises(ServiceUnavailable, match="127.0.0.1:9"):  # the scoring job's own cluster is asked
+                pipeline.run_step("ensure_scoring_job", ctx)

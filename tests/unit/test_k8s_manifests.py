@@ -225,7 +225,7 @@ def test_the_jobs_run_the_projects_job_modules_through_the_python_driver(docs) -
         module = args[args.index("-pym") + 1]
         assert (config.ROOT / "lib" / (module.replace(".", "/") + ".py")).exists(), module
         settings = json.loads(args[args.index("--config-json") + 1])
-        assert settings["bootstrap_servers"].startswith("sensorops-kafka-bootstrap.sensorops-data.svc:")
+        assert settings["name"] in ("sensorops-stream", "sensorops-scoring")  # the KafkaUsers' ACLs name these
         assert "PrometheusReporterFactory" in spec["flinkConfiguration"]["metrics.reporter.prom.factory.class"]
     from sensorops.stream.job import StreamJobConfig
 
@@ -308,14 +308,33 @@ def _referenced_secrets(docs: list[dict]) -> set[tuple[str, str]]:
     return found
 
 
-def test_make_secrets_generates_every_referenced_secret_and_nothing_is_inlined(docs, tmp_path) -> None:
-    assert make_secrets.main(["--out", str(tmp_path / "s.json")]) == 0
-    assert oct((tmp_path / "s.json").stat().st_mode & 0o777) == "0o600"
-    generated = json.loads((tmp_path / "s.json").read_text())["items"]
+def _user_operator_secrets(docs: list[dict]) -> set[tuple[str, str]]:
+    """The Secrets Strimzi's User Operator writes: one per SCRAM KafkaUser whose password it generates."""
+    return {
+        (u["metadata"]["namespace"], u["metadata"]["name"])
+        for u in by_kind(docs, "KafkaUser").values()
+        if "password" not in u["spec"]["authentication"]
+    }
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("secrets") / "s.json"
+    assert make_secrets.main(["--out", str(out)]) == 0
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    return json.loads(out.read_text())["items"]
+
+
+def _secret_data(generated: list[dict], name: str) -> dict[str, str]:
+    return next(s for s in generated if s["metadata"]["name"] == name)["stringData"]
+
+
+def test_make_secrets_generates_every_referenced_secret_and_nothing_is_inlined(docs, generated) -> None:
     names = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in generated}
     for overlay, ds in docs.items():
         assert not by_kind(ds, "Secret"), f"{overlay}: Secrets are generated, not rendered"
-        assert _referenced_secrets(ds) <= names, _referenced_secrets(ds) - names
+        missing = _referenced_secrets(ds) - names - _user_operator_secrets(ds)
+        assert not missing, missing
     again = json.loads(json.dumps(make_secrets.secrets_list()))
     assert again["items"][1]["stringData"] != generated[1]["stringData"], "fresh random values each time"
     s3 = json.loads(
@@ -323,8 +342,35 @@ def test_make_secrets_generates_every_referenced_secret_and_nothing_is_inlined(d
     )
     assert {i["name"] for i in s3["identities"]} == {"flink", "mlflow", "pipeline"}
     assert all(":" in action for i in s3["identities"] for action in i["actions"]), "every grant names its bucket"
-    settings = next(s for s in generated if s["metadata"]["name"] == "sensorops-settings")["stringData"]
+    settings = _secret_data(generated, "sensorops-settings")
     assert set(config.DEFAULTS) - set(settings) <= {"AIRFLOW_API_URL", "AIRFLOW_USERNAME", "AIRFLOW_PASSWORD"}
+
+
+def _env(container: dict) -> dict[str, object]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_every_kafka_client_authenticates_as_its_own_kafka_user(docs, generated) -> None:
+    """One listener, SCRAM; the jobs and the step pods connect to it as the KafkaUser whose password they hold."""
+    for overlay, ds in docs.items():
+        (kafka,) = by_kind(ds, "Kafka").values()
+        listeners = kafka["spec"]["kafka"]["listeners"]
+        assert [(x["port"], x.get("authentication", {}).get("type")) for x in listeners] == [(9094, "scram-sha-512")]
+        users = {u["metadata"]["name"]: u for u in by_kind(ds, "KafkaUser").values()}
+        for deployment in by_kind(ds, "FlinkDeployment").values():
+            env = _env(deployment["spec"]["podTemplate"]["spec"]["containers"][0])
+            assert env["KAFKA_BOOTSTRAP_SERVERS"].endswith(":9094"), overlay
+            assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"]) == ("SASL_PLAINTEXT", "SCRAM-SHA-512")
+            user = env["KAFKA_SASL_USERNAME"]
+            assert user in users and "password" not in users[user]["spec"]["authentication"], user
+            assert env["KAFKA_SASL_PASSWORD"] == {"secretKeyRef": {"name": user, "key": "password"}}
+            assert "bootstrap_servers" not in json.loads(deployment["spec"]["job"]["args"][-1]), "one address: env"
+        # The step pods run in another namespace: the password is make_secrets.py's, set on the user too.
+        settings = _secret_data(generated, "sensorops-settings")
+        steps = users[settings["KAFKA_SASL_USERNAME"]]["spec"]["authentication"]["password"]["valueFrom"]
+        assert settings["KAFKA_SASL_PASSWORD"] == _secret_data(generated, steps["secretKeyRef"]["name"])["password"]
+        assert settings["KAFKA_BOOTSTRAP_SERVERS"].endswith(":9094")
+        assert settings["SENSOROPS_FLINK_JOBS"] == "operator"
 
 
 # --- the DAG's Kubernetes mode ---------------------------------------------------------------------------------
@@ -386,8 +432,7 @@ def test_the_launcher_may_do_exactly_what_the_tasks_need_in_one_namespace(dag_po
 def test_dag_pods_would_be_admitted_under_pod_security_restricted(dag_pods, docs) -> None:
     """The DAG's pods keep the manifests' security rules (`k8stools.policy`: Pod Security `restricted` and more: a
     declared account, requests and limits, read-only root filesystems), as the image's user, writing only to volumes.
-    One exception: the XCom sidecar has requests but no limits (the provider sizes it from the Kubernetes connection
-    only, not from the operator)."""
+    The XCom sidecar's requests and limits come from the launcher's Kubernetes connection (`airflow-config`)."""
     image = (K8S / "Containerfile").read_text()
     user = int(re.search(r"^USER (\d+)$", image, flags=re.M)[1])
     home = re.search(r"^ENV SENSOROPS_HOME=(\S+)$", image, flags=re.M)[1]
@@ -398,13 +443,12 @@ def test_dag_pods_would_be_admitted_under_pod_security_restricted(dag_pods, docs
         assert sc["runAsNonRoot"] is True and sc["runAsUser"] == sc["runAsGroup"] == sc["fsGroup"] == user, name
         base, sidecar = spec["containers"]
         assert (base["name"], sidecar["name"]) == ("base", "airflow-xcom-sidecar")
-        assert {"cpu", "memory"} <= set(sidecar["resources"]["requests"]), name
+        assert {"cpu", "memory"} <= set(sidecar["resources"]["limits"]), name
         # The root filesystem is read-only: HOME, the image's SENSOROPS_HOME and the XCom file are on emptyDirs.
         empty = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
         writable = [m["mountPath"].rstrip("/") + "/" for m in base["volumeMounts"] if m["name"] in empty]
         home_env = next(e["value"] for e in base["env"] if e["name"] == "HOME")
         for path in (home_env, home, pipeline.pod.XCOM_FILE):
             assert any((path.rstrip("/") + "/").startswith(w) for w in writable), (name, path)
-        where = f"Pod {pod['metadata']['namespace']}/{pod['metadata']['name']} container {sidecar['name']}"
         for overlay in k8stools.OVERLAYS:  # with the manifests, so that the account must exist in the pod's namespace
-            assert k8stools.policy([*docs[overlay], pod]) == [f"{where}: no limits for cpu and memory"], (overlay, name)
+            assert k8stools.policy([*docs[overlay], pod]) == [], (overlay, name)

@@ -62,9 +62,9 @@ CONTAINER_SECURITY_CONTEXT = {
 """For the step's container and the XCom sidecar (alpine, a `sleep` loop that writes nothing)."""
 RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
 """The step's container: pandas and scikit-learn on a batch of thousands of events, or the Flink client (a JVM that
-starts a Python process) submitting the stream job. The XCom sidecar keeps the provider's requests (cpu 1m, memory
-10Mi) and has no limits: the provider (cncf-kubernetes 10.25) takes its resources from the Kubernetes connection
-only, not from the operator."""
+starts a Python process) submitting the stream job. The XCom sidecar's come from the launcher's Kubernetes
+connection (`AIRFLOW_CONN_KUBERNETES_DEFAULT` in deploy/k8s): the provider (cncf-kubernetes 10.25) takes them from
+there only, not from the operator."""
 
 
 def pod_arguments(name: str) -> list[str]:

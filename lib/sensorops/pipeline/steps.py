@@ -54,21 +54,39 @@ def prepare(ctx: RunContext) -> Prepared:
 
 def ensure_stream_job(ctx: RunContext) -> StreamJobOutput:
     """Submit the stream job unless it is running; wait until all its tasks run."""
-    from sensorops import flink, stream
+    from sensorops import stream
 
-    job_id, started = stream.submit(stream.StreamJobConfig())
-    status = flink.wait_running(job_id)
-    return StreamJobOutput(
-        job_id=job_id, started_now=started, state=status.state, checkpoints_completed=status.checkpoints_completed
-    )
+    cfg = stream.StreamJobConfig()
+    return _ensure_job(cfg.name, lambda: stream.submit(cfg), config.load().flink_rest_url)
 
 
 def ensure_scoring_job(ctx: RunContext) -> StreamJobOutput:
     """Submit the scoring job unless it is running (it follows the champion alias); wait until all its tasks run."""
-    from sensorops import flink, scoring
+    from sensorops import scoring
 
-    job_id, started = scoring.submit(scoring.ScoringJobConfig())
-    status = flink.wait_running(job_id)
+    cfg = scoring.ScoringJobConfig()
+    return _ensure_job(cfg.name, lambda: scoring.submit(cfg), config.load().flink_scoring_rest_url)
+
+
+def _ensure_job(name: str, submit: Callable[[], tuple[str, bool]], rest_url: str) -> StreamJobOutput:
+    """The job `name` running at `rest_url`: submitted if missing, unless the Flink Kubernetes Operator owns the jobs
+    (`SENSOROPS_FLINK_JOBS=operator`): then it is only checked, and its absence is the error."""
+    from sensorops import flink
+
+    owner = config.load().flink_jobs
+    if owner not in ("session", "operator"):
+        raise UserError(f"SENSOROPS_FLINK_JOBS={owner!r}: say `session` (the pipeline submits) or `operator`")
+    with config.temporary_environment({"FLINK_REST_URL": rest_url}):
+        if owner == "operator":
+            job_id, started = flink.find_active(name), False
+            if not job_id:
+                raise ServiceUnavailable(
+                    f"no job {name} runs at {rest_url}; the Flink Kubernetes Operator starts it from its "
+                    "FlinkDeployment: see `kubectl -n sensorops-data get flinkdeployment` and its events"
+                )
+        else:
+            job_id, started = submit()
+        status = flink.wait_running(job_id)
     return StreamJobOutput(
         job_id=job_id, started_now=started, state=status.state, checkpoints_completed=status.checkpoints_completed
     )
