@@ -157,7 +157,9 @@ def kafka_sink(topic: str, servers: str, guarantee: str, prefix: str, key: str |
 
 
 def with_options(options: dict[str, str]) -> str:
-    return "WITH (\n  " + ",\n  ".join(f"'{k}' = '{v}'" for k, v in options.items()) + "\n)"
+    """A table's `WITH (...)` clause, each value a SQL string literal."""
+    quoted = {k: str(v).replace("'", "''") for k, v in options.items()}
+    return "WITH (\n  " + ",\n  ".join(f"'{k}' = '{v}'" for k, v in quoted.items()) + "\n)"
 
 
 def _parquet_sink(path: str) -> dict[str, str]:
