@@ -19,7 +19,7 @@ import requests
 from sensorops.errors import EXIT_FAILED, ServiceUnavailable, UserError, exit_code, one_line
 
 NOISY_LOGGERS = ("kafka", "py4j", "urllib3", "botocore", "mlflow")
-STAGES = ("platform", "generate", "replay", "stream", "train", "score", "monitor", "drift", "bench")
+STAGES = ("platform", "profile", "generate", "replay", "stream", "train", "score", "monitor", "drift", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
