@@ -18,6 +18,8 @@ so that the fraction of anomalous readings matches the requested rate, split acr
 - ``erratic``: a burst of noise ten times the normal level;
 - ``dropout``: one or more channels are missing (null).
 
+Drift (`drifts.DriftConfig`: a firmware update, a change of season) is off by default.
+
 Everything is numpy over a (sensors x ticks) grid; `events.serialize` turns a batch into Kafka keys and JSON
 values without building a dict per event.
 """
@@ -34,6 +36,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from sensorops.drifts import FIRMWARE_SUFFIX, DriftConfig
 from sensorops.errors import UserError
 from sensorops.events import CHANNELS
 
@@ -70,6 +73,7 @@ class GeneratorConfig:
     anomaly_rate: float = 0.08
     seed: int = 42
     anomaly_mix: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    drift: DriftConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_sensors, (int, np.integer)) or self.n_sensors < 1:
@@ -161,6 +165,7 @@ class SensorSimulator:
         # Sensors report at staggered offsets within an interval, not all at the same millisecond.
         self._phase_ms = (np.arange(n) * self._step_ms) // n
         self._setup_anomalies()
+        self._drifting = self.config.drift.sensors(n, self.config.seed) if self.config.drift else None
         first_gap = self._rng.geometric(1 / self._gap_mean, n) if self._gap_mean > 0 else np.zeros(n, int)
         self._carry = _Carry(
             kind=np.zeros(n, np.int8),
@@ -291,6 +296,10 @@ class SensorSimulator:
         ticks = self.tick + np.arange(t)
         t_ms = self.start.astype(np.int64) + ticks[None, :] * self._step_ms + self._phase_ms[:, None]  # (n, t)
         values = self._normal(t_ms.astype(np.float64))
+        shift = None
+        if self.config.drift:
+            shift = self.config.drift.offsets(t_ms - self.start.astype(np.int64), self._drifting)
+            values += shift[0]
         noise_scale = np.broadcast_to(NOISE[:, None, None], values.shape).copy()
         kind, pos, length, par = self._schedule(t)
         sign, mag, extra, mask = (par[..., i] for i in range(4))
@@ -351,6 +360,8 @@ class SensorSimulator:
         )
         for name in ("building", "floor", "room", "model", "firmware_version"):
             col = f[name].to_numpy()[sensor_idx]
+            if name == "firmware_version" and shift is not None and shift[1] is not None:  # updated sensors
+                col = np.where(order(shift[1]), col + FIRMWARE_SUFFIX, col)
             frame[name] = col if name == "floor" else pd.Categorical(col)
         frame["battery_level"] = np.round(order(np.broadcast_to(battery, (n, t))), 1)
         return frame
@@ -364,10 +375,7 @@ class SensorSimulator:
             done += step
 
     def live(self, duration_s: float, ticks_per_batch: int = 1) -> Iterator[pd.DataFrame]:
-        """Yield each batch of readings when its timestamps come due in wall-clock time (real-time mode).
-
-        The simulator's start should be "now" (``start=None``); stops after `duration_s` seconds.
-        """
+        """Each batch of readings when its timestamps come due in wall-clock time (start "now"), for `duration_s`."""
         total = max(1, round(duration_s / self.config.interval_s))
         origin_ms = int(self.start.astype(np.int64)) + int(self._phase_ms.max())
         for frame in self.chunks(total, ticks_per_batch):
@@ -395,18 +403,16 @@ def simulate(
     start: datetime | str | None = "2026-11-27T00:00:00Z",
     days: float | None = None,
     anomaly_mix: Mapping[str, float] | None = None,
+    drift: DriftConfig | None = None,
 ) -> pd.DataFrame:
     """A complete batch of readings (backfill: event time runs as fast as the computer can go).
 
     `duration_s` or `days` gives the span of event time; with `days`, `duration_s` is ignored. `start` defaults to
     a fixed date (a Friday) so that the same arguments always give the same events; pass None for "now".
     """
+    mix = dict(anomaly_mix or DEFAULT_MIX)
     cfg = GeneratorConfig(
-        n_sensors=n_sensors,
-        interval_s=interval_s,
-        anomaly_rate=anomaly_rate,
-        seed=seed,
-        anomaly_mix=dict(anomaly_mix or DEFAULT_MIX),
+        n_sensors=n_sensors, interval_s=interval_s, anomaly_rate=anomaly_rate, seed=seed, anomaly_mix=mix, drift=drift
     )
     total = ticks_for(None if days else duration_s, days, interval_s)
     sim = SensorSimulator(cfg, start=start)

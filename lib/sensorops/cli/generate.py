@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from sensorops import config, events, generator, kafka_io
+from sensorops import config, drifts, events, generator, kafka_io
 from sensorops.errors import UserError
 
 MAX_BACKFILL_DAYS = 366 * 30
@@ -50,7 +50,45 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="producer processes, each owning some partitions (default: 2 in backfill, 1 live)",
     )
+    d = p.add_argument_group("drift injection (off unless --drift is given)")
+    d.add_argument(
+        "--drift", choices=drifts.DRIFT_SIZES, default=None,
+        help="firmware: an update offsets some sensors' baselines; season: the whole climate moves",
+    )  # fmt: skip
+    d.add_argument("--drift-at", type=float, default=None, help="seconds of event time after the start (default 0)")
+    d.add_argument(
+        "--drift-size", type=float, default=None,
+        help="offset in the channel's unit (firmware, default +3) or degC (season, default -3; humidity moves "
+        f"{drifts.SEASON_RH_PER_DEGREE:g} %%RH per degC with it)",
+    )  # fmt: skip
+    d.add_argument("--drift-share", type=float, default=None, help="firmware: share of sensors updated (default 0.3)")
+    d.add_argument(
+        "--drift-channels", default=None, help="firmware: comma-separated channels offset (default temperature)"
+    )
+    d.add_argument("--drift-ramp", type=float, default=None, help="seconds over which it sets in (default 0: a step)")
     p.set_defaults(handler=run)
+
+
+def drift_config(args: argparse.Namespace) -> drifts.DriftConfig | None:
+    """The drift the flags ask for; a `--drift-*` flag without `--drift` is an error."""
+    names = ("drift_at", "drift_size", "drift_share", "drift_channels", "drift_ramp")
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None) is not None]
+    if getattr(args, "drift", None) is None:
+        if given:
+            raise UserError(f"{', '.join(given)}: only with --drift firmware or --drift season")
+        return None
+    if args.drift == "season" and (args.drift_share is not None or args.drift_channels is not None):
+        raise UserError("--drift-share and --drift-channels are for --drift firmware; a season moves every sensor")
+    channels = tuple(c.strip() for c in (args.drift_channels or "temperature").split(",") if c.strip())
+    defaults = drifts.DriftConfig()
+    return drifts.DriftConfig(
+        kind=args.drift,
+        at_s=defaults.at_s if args.drift_at is None else args.drift_at,
+        size=args.drift_size,
+        share=defaults.share if args.drift_share is None else args.drift_share,
+        channels=channels,
+        ramp_s=defaults.ramp_s if args.drift_ramp is None else args.drift_ramp,
+    )
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -91,8 +129,9 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     if not getattr(args, "verbose", False):
         kafka_io.quiet_client_logs()
+    drift = drift_config(args)
     cfg = generator.GeneratorConfig(
-        n_sensors=args.sensors, interval_s=args.interval, anomaly_rate=args.anomaly_rate, seed=args.seed
+        n_sensors=args.sensors, interval_s=args.interval, anomaly_rate=args.anomaly_rate, seed=args.seed, drift=drift
     )
     if args.mode == "live":
         duration = args.duration or 60.0
@@ -123,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         f"{args.sensors} sensors every {args.interval:g} s, {what}, anomaly rate {args.anomaly_rate:g}, "
         f"to topic {args.topic!r} at {servers}"
     )
+    if drift is not None:
+        print(f"drift: {drift}")
     counts: Counter = Counter()
     with tqdm(total=total, unit="ev", unit_scale=True, disable=None, leave=False) as bar:
         try:
