@@ -276,7 +276,7 @@ _TEMPLATE = (
 )
 
 
-def _numbers(values: Any) -> list[bytes]:
+def json_numbers(values: Any) -> list[bytes]:
     """JSON literals of a numeric column (NaN becomes null), in one orjson call."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
@@ -284,14 +284,15 @@ def _numbers(values: Any) -> list[bytes]:
     return orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
 
 
-def _strings(values: Any) -> list[bytes]:
+def json_strings(values: Any) -> list[bytes]:
     """JSON string literals of a column, encoding each distinct value once."""
     codes, uniques = pd.factorize(pd.Series(values, copy=False), use_na_sentinel=False)
     encoded = [b"null" if pd.isna(u) else orjson.dumps(str(u)) for u in uniques]
     return [encoded[c] for c in codes.tolist()]
 
 
-def _timestamps(values: Any) -> list[bytes]:
+def json_timestamps(values: Any) -> list[bytes]:
+    """UTC instants as `YYYY-MM-DDTHH:MM:SS.mmm` (the caller adds the `Z`)."""
     ts = pd.DatetimeIndex(values)
     if ts.tz is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
@@ -307,19 +308,19 @@ def serialize(events: pd.DataFrame) -> tuple[list[bytes], list[bytes]]:
     floors = np.asarray(events["floor"], dtype=np.int64)
     floor_json = orjson.dumps(floors, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",") if len(floors) else []
     columns = [
-        _strings(events["sensor_id"]),
-        _timestamps(events["timestamp"]),
-        _numbers(events["temperature"]),
-        _numbers(events["humidity"]),
-        _numbers(events["pressure"]),
+        json_strings(events["sensor_id"]),
+        json_timestamps(events["timestamp"]),
+        json_numbers(events["temperature"]),
+        json_numbers(events["humidity"]),
+        json_numbers(events["pressure"]),
         [b"true" if a else b"false" for a in events["is_anomaly"].tolist()],
-        _strings(events["anomaly_type"]),
-        _strings(events["building"]),
+        json_strings(events["anomaly_type"]),
+        json_strings(events["building"]),
         floor_json,
-        _strings(events["room"]),
-        _strings(events["model"]),
-        _strings(events["firmware_version"]),
-        _numbers(events["battery_level"]),
+        json_strings(events["room"]),
+        json_strings(events["model"]),
+        json_strings(events["firmware_version"]),
+        json_numbers(events["battery_level"]),
     ]
     template = _TEMPLATE
     return keys, [template % row for row in zip(*columns)]

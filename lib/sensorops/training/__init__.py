@@ -3,11 +3,13 @@
 The stream job archives the feature table to `s3://sensor-archive/features/dt=YYYY-MM-DD/hour=HH/`. Training takes a
 range of those hourly partitions, trains on the earlier part of the range and tests on the later part (never a random
 split across time: rolling features leak neighbouring rows, and the model must work on the future), and compares four
-scikit-learn pipelines with two trivial baselines.
+scikit-learn pipelines with two trivial baselines (flag-everything always among them). Detectors that learn normal
+behaviour from normal rows only (`normal`) are searched when named.
 
 One module per step, all names available here: `data` (the columns, checks and the time split), `models` (the
-pipelines and their grids), `evaluation` (metrics and baselines), `search` (grid search, refit, the best model);
-`plots` draws the results (import it on its own: it needs plotly).
+pipelines and their grids), `evaluation` (metrics and baselines), `episodes` (per-reading and per-episode detection,
+shared with `scoring`), `normal` (PCA SPE/T² and isolation forest on normal rows), `search` (grid search, refit, the
+best model); `plots` draws the results (import it on its own: it needs plotly).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from sensorops.training.evaluation import (
     evaluate_model,
 )
 from sensorops.training.models import (
+    DETECTORS,
     MODELS,
     OCSVM_MAX_FIT_ROWS,
     ModelSpec,
@@ -48,7 +51,9 @@ from sensorops.training.models import (
     inner_pipeline,
     model_names,
     preprocessor,
+    spec,
 )
+from sensorops.training.normal import NormalIsolationForest, PCADetector, score_by_sensor
 from sensorops.training.search import (
     DEFAULT_MAX_SEARCH_ROWS,
     SearchResult,
@@ -61,6 +66,7 @@ from sensorops.training.search import (
 
 __all__ = [
     "CATEGORICAL_FEATURES",
+    "DETECTORS",
     "DEFAULT_MAX_SEARCH_ROWS",
     "EXCLUDED_INPUTS",
     "LABEL_COLUMN",
@@ -76,7 +82,9 @@ __all__ = [
     "ZSCORE_THRESHOLD",
     "Evaluation",
     "ModelSpec",
+    "NormalIsolationForest",
     "NormalOnlyDetector",
+    "PCADetector",
     "SearchResult",
     "TimeSplit",
     "anomaly_scores",
@@ -93,7 +101,9 @@ __all__ = [
     "model_names",
     "preprocessor",
     "require_both_classes",
+    "score_by_sensor",
     "search_model",
+    "spec",
     "time_folds",
     "time_split",
     "train_models",

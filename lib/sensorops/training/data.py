@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,8 @@ import pandas as pd
 
 from sensorops import features
 from sensorops.errors import UserError
+
+log = logging.getLogger(__name__)
 
 TIME_COLUMN = "event_time"
 LABEL_COLUMN = "is_anomaly"
@@ -103,24 +106,60 @@ def time_split(frame: pd.DataFrame, *, train_fraction: float = 0.7) -> TimeSplit
     return TimeSplit(train=train, test=test, cutoff=cutoff)
 
 
-def time_folds(times: pd.Series, n_splits: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Expanding-window folds over equal slices of time: fold k trains on slices 0..k and validates on slice k+1.
+Folds = list[tuple[np.ndarray, np.ndarray]]
 
-    Like scikit-learn's `TimeSeriesSplit`, but cut on timestamps rather than row counts, so a timestamp never
-    falls on both sides of a fold.
-    """
-    values = _as_utc(pd.Series(times)).to_numpy()
-    first, last = values.min(), values.max()
-    edges = [first + (last - first) * (i / (n_splits + 1)) for i in range(1, n_splits + 1)]
-    slice_of = np.searchsorted(np.array(edges), values, side="right")  # 0..n_splits
+
+def _cut(values: np.ndarray, edges: np.ndarray) -> Folds:
+    """Expanding-window folds at `edges`: fold k trains on slices 0..k and validates on slice k+1 (none empty)."""
+    slice_of = np.searchsorted(edges, values, side="right")  # 0..len(edges)
     folds = []
-    for k in range(n_splits):
+    for k in range(len(edges)):
         train_idx, val_idx = np.flatnonzero(slice_of <= k), np.flatnonzero(slice_of == k + 1)
         if len(train_idx) and len(val_idx):
             folds.append((train_idx, val_idx))
-    if not folds:
-        raise UserError("the training period is too short to cut into time-ordered folds")
     return folds
+
+
+def _both_classes(y: np.ndarray, folds: Folds) -> bool:
+    return bool(folds) and all(len(np.unique(y[t])) == 2 and len(np.unique(y[v])) == 2 for t, v in folds)
+
+
+def time_folds(times: pd.Series, n_splits: int = 3, labels: pd.Series | np.ndarray | None = None) -> Folds:
+    """Expanding-window folds over equal slices of time: fold k trains on slices 0..k and validates on slice k+1.
+
+    Like scikit-learn's `TimeSeriesSplit`, but cut on timestamps rather than row counts, so a timestamp never
+    falls on both sides of a fold. With `labels`, every fold's training part and validation slice hold both
+    classes (F1 means nothing on a slice without anomalies, and scikit-learn raises on it): when equal slices of
+    time do not, the slices are cut at equal shares of the anomalies instead (faults in real data come late),
+    with fewer folds if need be (logged); when no cut works, a `UserError` says why.
+    """
+    values = _as_utc(pd.Series(times)).to_numpy()
+    first, last = values.min(), values.max()
+    edges = np.array([first + (last - first) * (i / (n_splits + 1)) for i in range(1, n_splits + 1)])
+    folds = _cut(values, edges)
+    if labels is None or _both_classes(y := np.asarray(labels).astype(bool), folds):
+        if not folds:
+            raise UserError("the training period is too short to cut into time-ordered folds")
+        return folds
+    anomalous = np.sort(values[y])
+    for n in range(n_splits, 0, -1):
+        shares = (
+            anomalous[[int(np.ceil(len(anomalous) * i / (n + 1))) for i in range(1, n + 1)]] if len(anomalous) else []
+        )
+        folds = _cut(values, np.asarray(shares))
+        if _both_classes(y, folds):
+            if n < n_splits:
+                log.warning("%d time-ordered folds hold both classes, not %d", len(folds), n_splits)
+            return folds
+    where = (
+        f"its {len(anomalous)} anomalies lie in {pd.Timestamp(anomalous[0])} .. {pd.Timestamp(anomalous[-1])}"
+        if len(anomalous)
+        else "it has no anomaly"
+    )
+    raise UserError(
+        f"cannot cut the training period ({pd.Timestamp(first)} .. {pd.Timestamp(last)}) into time-ordered folds that "
+        f"each hold normal rows and anomalies: {where}; widen the range or use fewer --folds"
+    )
 
 
 def features_and_labels(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:

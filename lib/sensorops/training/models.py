@@ -1,4 +1,5 @@
-"""The four scikit-learn pipelines of the comparison, the parameters searched for each, and what they learned."""
+"""The four scikit-learn pipelines of the comparison, the parameters searched for each, and what they learned; and
+the normal-behaviour detectors (`DETECTORS`, `training.normal`), searched when named."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sklearn.svm import OneClassSVM
 
 from sensorops.errors import UserError
 from sensorops.training.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from sensorops.training.normal import NormalIsolationForest, PCADetector
 
 
 def preprocessor(*, scale: bool) -> ColumnTransformer:
@@ -146,14 +148,43 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+DETECTORS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="pca_spe_t2",
+            supervised=False,
+            build=lambda seed: PCADetector(),
+            param_grid={"variance": [0.8, 0.9, 0.95], "quantile": [0.95, 0.99]},
+            note="SPE and Hotelling's T2 of all channels, fitted on normal rows only",
+        ),
+        ModelSpec(
+            name="normal_isolation_forest",
+            supervised=False,
+            build=lambda seed: NormalIsolationForest(random_state=seed),
+            param_grid={"quantile": [0.95, 0.99]},
+            note="grown on normal rows only, threshold on the training period",
+        ),
+    )
+}
+"""Detectors of normal behaviour, searched only when named (`--models pca_spe_t2`): not in "all" until the registry
+trusts their classes when it loads a saved model."""
+
+
+def spec(name: str) -> ModelSpec:
+    """The spec of a model or detector by name."""
+    return {**MODELS, **DETECTORS}[name]
+
+
 def model_names(names: str | Sequence[str] | None) -> list[str]:
-    """Check a model list (`"random_forest,isolation_forest"` or a list; None or "all" for all)."""
+    """Check a model list (`"random_forest,isolation_forest"` or a list; None or "all" for all of `MODELS`)."""
     if names is None or names == "all":
         return list(MODELS)
     chosen = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
-    unknown = [n for n in chosen if n not in MODELS]
+    unknown = [n for n in chosen if n not in MODELS and n not in DETECTORS]
     if unknown or not chosen:
-        raise UserError(f"unknown model {', '.join(unknown) or '(none)'}; choose from {', '.join(MODELS)}")
+        known = ", ".join([*MODELS, *DETECTORS])
+        raise UserError(f"unknown model {', '.join(unknown) or '(none)'}; choose from {known}")
     return chosen
 
 

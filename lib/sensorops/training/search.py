@@ -28,7 +28,7 @@ from sensorops.training.data import (
     validate,
 )
 from sensorops.training.evaluation import Evaluation, evaluate_model
-from sensorops.training.models import MODELS, inner_pipeline, model_names
+from sensorops.training.models import inner_pipeline, model_names, spec
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class _CountingScorer:
 
 def fits_per_model(name: str, n_folds: int) -> int:
     """How many fits the search of `name` scores (candidates times folds)."""
-    grid = MODELS[name].param_grid
+    grid = spec(name).param_grid
     return int(np.prod([len(v) for v in grid.values()])) * n_folds
 
 
@@ -104,21 +104,22 @@ def search_model(
 ) -> SearchResult:
     """Grid-search one model on time-ordered folds, pick its threshold, refit on all of `train`, score on `test`.
 
-    The search runs on at most `max_search_rows` training rows (a random sample, in time order); the chosen
-    parameters are then refitted on every training row. A supervised model's decision threshold is the one with
-    the best F1 on the last fold, for a model fitted on the folds before it (the default 0.5 is rarely the best).
+    The folds are cut in time, each with normal rows and anomalies (`time_folds`). The search runs on at most
+    `max_search_rows` training rows (a random sample, in time order); the chosen parameters are then refitted on
+    every training row. A supervised model's decision threshold is the one with the best F1 on the last fold, for a
+    model fitted on the folds before it (the default 0.5 is rarely the best).
     """
-    spec = MODELS[name]
+    model_spec = spec(name)
     validate(train, what="the training period")
     X, y = features_and_labels(train)
-    if spec.supervised:
+    if model_spec.supervised:
         require_both_classes(pd.Series(y), what="the training period")
     sample = _search_sample(train, max_search_rows, seed)
     X_search, y_search = features_and_labels(sample)
-    folds = time_folds(sample[TIME_COLUMN], n_folds)
+    folds = time_folds(sample[TIME_COLUMN], n_folds, y_search)
     search = GridSearchCV(
-        spec.build(seed),
-        spec.param_grid,
+        model_spec.build(seed),
+        model_spec.param_grid,
         scoring=_CountingScorer(tick),
         cv=folds,
         n_jobs=n_jobs,
@@ -134,9 +135,9 @@ def search_model(
         results = pd.DataFrame(search.cv_results_)
         best = results.sort_values(["rank_test_score", "mean_fit_time"]).iloc[0]
         best_params = dict(best["params"])
-        model = spec.build(seed).set_params(**best_params)
+        model = model_spec.build(seed).set_params(**best_params)
         threshold = None
-        if spec.supervised:
+        if model_spec.supervised:
             tuner = TunedThresholdClassifierCV(clone(model), scoring="f1", cv=[folds[-1]], refit=False)
             threshold = float(tuner.fit(X_search, y_search).best_threshold_)
             model = FixedThresholdClassifier(model, threshold=threshold, response_method="predict_proba")
@@ -163,7 +164,7 @@ def search_model(
     )
     return SearchResult(
         name=name,
-        supervised=spec.supervised,
+        supervised=model_spec.supervised,
         model=model,
         best_params={**best_params, **({"threshold": round(threshold, 4)} if threshold is not None else {})},
         cv_f1=cv_f1,
@@ -174,7 +175,7 @@ def search_model(
         fit_rows=int(fit_rows),
         search_seconds=search_seconds,
         fit_seconds=fit_seconds,
-        note=spec.note,
+        note=model_spec.note,
     )
 
 
