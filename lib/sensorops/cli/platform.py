@@ -7,6 +7,10 @@ import argparse
 from sensorops import config
 from sensorops.errors import UserError
 from sensorops.platform import local
+from sensorops.platform.health import SERVICES
+
+WIDTH = max(map(len, SERVICES))
+"""The service column of `up` and `status`."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +31,7 @@ def _up(args: argparse.Namespace) -> int:
     results = local.up(timeout=args.timeout)
     print("The platform is up:")
     for h in results.values():
-        print(f"  {h.service:<8} {h.url:<24} {h.version}")
+        print(f"  {h.service:<{WIDTH}} {h.url:<24} {h.version}")
     s = config.load()
     print(f"Credentials (S3 keys, Airflow login {s.airflow_username}) are in {config.ENV_FILE};", end=" ")
     print(f"logs in {s.home / 'logs'}.")
@@ -39,7 +43,7 @@ def _status(args: argparse.Namespace) -> int:
     rows = local.status()
     for r in rows:
         pids = ",".join(map(str, r.pids)) or "-"
-        print(f"{r.service:<8} {'up' if r.ok else 'DOWN':<5} {r.url:<24} pid {pids:<14} {r.detail}")
+        print(f"{r.service:<{WIDTH}} {'up' if r.ok else 'DOWN':<5} {r.url:<24} pid {pids:<14} {r.detail}")
     return 0 if all(r.ok for r in rows) else 1
 
 

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PARTITIONS = 4
 
 
-def _admin(servers: str) -> KafkaAdminClient:
+def admin_client(servers: str) -> KafkaAdminClient:
+    """An admin client of `servers`; the error names the fix if it cannot reach them."""
     try:
         return KafkaAdminClient(
             bootstrap_servers=servers,
@@ -34,7 +35,7 @@ def ensure_topic(
     """Create `topic` if it does not exist; return its partition count (the existing one if it was there)."""
     servers = bootstrap_servers(servers)
     check_topic(topic)
-    admin = _admin(servers)
+    admin = admin_client(servers)
     try:
         try:
             admin.create_topics([NewTopic(topic, partitions, replication_factor)], timeout_ms=10_000)
@@ -56,7 +57,7 @@ def ensure_topic(
 
 def delete_topic(topic: str, servers: str | None = None) -> None:
     """Delete `topic` if it exists (for tests and notebook cleanup)."""
-    admin = _admin(bootstrap_servers(servers))
+    admin = admin_client(bootstrap_servers(servers))
     try:
         admin.delete_topics([topic], timeout_ms=10_000)
     except kafka_errors.UnknownTopicOrPartitionError:
@@ -67,7 +68,7 @@ def delete_topic(topic: str, servers: str | None = None) -> None:
 
 def committed_offsets(group: str, topic: str, servers: str | None = None) -> dict[int, int]:
     """The offsets consumer group `group` has committed on each partition of `topic` (absent: none yet)."""
-    admin = _admin(bootstrap_servers(servers))
+    admin = admin_client(bootstrap_servers(servers))
     try:
         offsets = admin.list_group_offsets({group: None}).get(group, {})
     except kafka_errors.KafkaError as exc:

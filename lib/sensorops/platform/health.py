@@ -1,9 +1,10 @@
 """One check per service, through the protocol the pipeline uses: Kafka metadata, an S3 listing with the configured
-keys, Flink's REST overview, MLflow's and Airflow's health endpoints."""
+keys, Flink's REST overview, MLflow's and Airflow's health endpoints, Prometheus' readiness and its targets."""
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,16 +14,18 @@ import requests
 
 from sensorops import config
 from sensorops.errors import ServiceUnavailable
+from sensorops.platform.layout import PORTS
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("kafka", "s3", "flink", "mlflow", "airflow")
+SERVICES = ("kafka", "s3", "flink", "mlflow", "airflow", "prometheus")
 PURPOSE = {
     "kafka": "the event log: sensors publish here and every stage reads from here",
     "s3": "object storage: the Parquet archive, MLflow's artifacts and Flink's checkpoints",
     "flink": "the stream processor: computes features and windows from Kafka in real time",
     "mlflow": "experiment tracking and the model registry",
     "airflow": "the orchestrator: runs the whole pipeline as a DAG",
+    "prometheus": "metrics and alert rules: scrapes Flink, Kafka and the pipeline's own exporter",
 }
 
 
@@ -47,7 +50,13 @@ def address(service: str, settings: config.Settings) -> str:
         "flink": settings.flink_rest_url,
         "mlflow": settings.mlflow_tracking_uri,
         "airflow": settings.airflow_api_url,
+        "prometheus": prometheus_url(),
     }[service]
+
+
+def prometheus_url() -> str:
+    """Where Prometheus answers: `PROMETHEUS_URL`, else the local platform's."""
+    return os.environ.get("PROMETHEUS_URL", f"http://127.0.0.1:{PORTS['prometheus']}").rstrip("/")
 
 
 def _port_open(url: str, timeout: float) -> bool:
@@ -118,12 +127,24 @@ def _airflow(s: config.Settings, timeout: float) -> tuple[str, str]:
     return (version.json().get("version", "") if version.ok else ""), "API server, scheduler, DAG processor"
 
 
+def _prometheus(s: config.Settings, timeout: float) -> tuple[str, str]:
+    base = prometheus_url()
+    requests.get(f"{base}/-/ready", timeout=timeout).raise_for_status()
+    build = requests.get(f"{base}/api/v1/status/buildinfo", timeout=timeout).json()["data"]
+    targets = requests.get(f"{base}/api/v1/targets", params={"state": "active"}, timeout=timeout).json()
+    health = [(t["labels"]["job"], t["health"]) for t in targets["data"]["activeTargets"]]
+    waiting = sorted({job for job, state in health if state != "up"})
+    up = f"{len(health) - len(waiting)}/{len(health)} targets up"
+    return build["version"], up + (f" (not up: {', '.join(waiting)})" if waiting else "")
+
+
 CHECKS: dict[str, Callable[[config.Settings, float], tuple[str, str]]] = {
     "kafka": _kafka,
     "s3": _s3,
     "flink": _flink,
     "mlflow": _mlflow,
     "airflow": _airflow,
+    "prometheus": _prometheus,
 }
 
 

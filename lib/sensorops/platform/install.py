@@ -22,7 +22,7 @@ from string import Template
 
 from sensorops import config
 from sensorops.errors import UserError
-from sensorops.platform import seaweedfs
+from sensorops.platform import prometheus, seaweedfs
 from sensorops.platform.layout import DEPLOY, PORTS, VENV, Layout, flink_home
 from sensorops.versions import versions
 
@@ -73,6 +73,7 @@ def _mvn_copy(profile: str, dest: Path) -> None:
         "flink.formats.version": v["FLINK_FORMATS_VERSION"],
         "flink.kafka.connector.version": v["FLINK_KAFKA_CONNECTOR_VERSION"],
         "hadoop.version": v["HADOOP_VERSION"],
+        "jmx.exporter.version": v["JMX_EXPORTER_VERSION"],
     }
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -105,9 +106,14 @@ def _stamp(path: Path) -> str:
 
 
 def install(lay: Layout) -> None:
-    """Fetch whatever jars are missing or were fetched for other versions."""
+    """Fetch whatever jars and packages are missing or were fetched for other versions."""
     jars = config.private_dir(config.private_dir(lay.home) / "jars")
-    profiles = (("kafka", lay.kafka_jars), ("flink-lib", jars / "flink-lib"), ("flink-s3", jars / "flink-s3"))
+    profiles = (
+        ("kafka", lay.kafka_jars),
+        ("kafka-metrics", lay.kafka_metrics_jars),
+        ("flink-lib", jars / "flink-lib"),
+        ("flink-s3", jars / "flink-s3"),
+    )
     for profile, dest in profiles:
         marker = dest / ".versions"
         if marker.exists() and marker.read_text() == _stamp(dest):
@@ -115,6 +121,7 @@ def install(lay: Layout) -> None:
         _mvn_copy(profile, dest)
         marker.write_text(_stamp(dest))
     _assemble_flink(lay, jars)
+    prometheus.install(lay)
 
 
 def _assemble_flink(lay: Layout, jars: Path) -> None:
@@ -198,6 +205,8 @@ def render(lay: Layout, creds: dict[str, str]) -> None:
         lay.home / "data" / "kafka",
         lay.home / "data" / "s3",
         lay.home / "data" / "mlflow",
+        lay.home / "data" / "prometheus",
+        lay.prometheus_home,
     ):
         config.private_dir(d)
     s = config.load()
@@ -217,6 +226,10 @@ def render(lay: Layout, creds: dict[str, str]) -> None:
         "mlflow_bucket": config.MLFLOW_BUCKET,
         "airflow_env": _supervisor_env(_airflow_env(lay, creds)),
         "flink_java_opts": _flink_default_java_opts(),
+        "prometheus_bin": prometheus.binary(lay),
+        "prometheus_web": prometheus.web_assets(lay),
+        "pushgateway_bin": prometheus.binary(lay, "prometheus-pushgateway"),
+        "jmx_exporter_agent": lay.kafka_metrics_agent,
     }
 
     def write(template: Path, target: Path) -> None:
@@ -224,6 +237,12 @@ def render(lay: Layout, creds: dict[str, str]) -> None:
 
     write(DEPLOY / "kafka" / "server.properties", lay.home / "kafka" / "server.properties")
     write(DEPLOY / "kafka" / "log4j2.properties", lay.home / "kafka" / "log4j2.properties")
+    # Rules hold `$1` and `$labels`, not placeholders: copied as they are.
+    copy = [(DEPLOY / "kafka" / "jmx-exporter.yaml", lay.home / "kafka" / "jmx-exporter.yaml")]
+    copy += [(DEPLOY / "prometheus" / "rules.yml", lay.prometheus_home / "rules.yml")]
+    for source, target in copy:
+        config.write_private(target, source.read_text())
+    write(DEPLOY / "prometheus" / "prometheus.yml", lay.prometheus_home / "prometheus.yml")
     for f in (flink_home() / "conf").iterdir():
         if f.name != "config.yaml":
             config.write_private(lay.flink_conf / f.name, f.read_text())

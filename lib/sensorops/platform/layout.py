@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sensorops import config
+from sensorops.versions import versions
 
 DEPLOY = config.ROOT / "deploy" / "local"
 VENV = Path(sys.prefix)
@@ -26,16 +27,22 @@ PORTS = {
     "flink-rpc": 6123,
     "mlflow": 5000,
     "airflow": 8080,
+    "prometheus": 9090,
+    "pushgateway": 9091,
+    "kafka-metrics": 9404,
+    "monitor-exporter": 9464,
 }
 """Every port a service listens on. SeaweedFS's HTTP and gRPC ports other than `s3` take only clients that present
 the platform's certificate (see `seaweedfs`); every one of them is set explicitly, so that none moves or is added
-by a default."""
+by a default. The Pushgateway (where Flink pushes its metrics), `kafka-metrics` and the exporter serve Prometheus'
+scrapes."""
 PROGRAMS = {
     "s3": ("s3",),
     "kafka": ("kafka",),
     "flink": ("flink-jobmanager", "flink-taskmanager"),
     "mlflow": ("mlflow",),
     "airflow": ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"),
+    "prometheus": ("prometheus", "pushgateway", "monitor-exporter"),
 }
 
 
@@ -54,6 +61,16 @@ class Layout:
         return self.home / "jars" / "kafka"
 
     @property
+    def kafka_metrics_jars(self) -> Path:
+        """The JMX exporter agent, kept off the broker's classpath."""
+        return self.home / "jars" / "kafka-metrics"
+
+    @property
+    def kafka_metrics_agent(self) -> Path:
+        """The JMX exporter agent's jar (`-javaagent:` of the broker)."""
+        return self.kafka_metrics_jars / f"jmx_prometheus_javaagent-{versions()['JMX_EXPORTER_VERSION']}.jar"
+
+    @property
     def flink_lib(self) -> Path:
         return self.home / "flink" / "lib"
 
@@ -69,6 +86,16 @@ class Layout:
     def seaweedfs_conf(self) -> Path:
         """SeaweedFS's `-config_dir`: security.toml, the certificate authority and the certificate its parts share."""
         return self.home / "seaweedfs"
+
+    @property
+    def prometheus_home(self) -> Path:
+        """Prometheus' rendered config, its rules and, under `debian/`, the extracted Debian packages."""
+        return self.home / "prometheus"
+
+    @property
+    def prometheus_root(self) -> Path:
+        """The file tree of Debian's `prometheus` package and the `libjs-*` packages of its classic UI."""
+        return self.prometheus_home / "debian"
 
     @property
     def airflow_home(self) -> Path:
