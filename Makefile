@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Commands the platform needs and the Debian packages that bring them: Java and Maven run the platform,
 # Chromium opens the rendered book in its test.
 APT_FOR := java:openjdk-17-jre-headless mvn:maven chromium:chromium
-PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider --durations=15
 # The book's tooling lives in tools/ (not installed, not in the cluster image); it runs with tools/ on the path.
 BOOK := PYTHONPATH=$(CURDIR)/tools $(BIN)/python -m sensorops_book
 # Extras: platform (the local services, Airflow included), book (papermill, jupyter-book, JupyterLab), test.
