@@ -7,12 +7,17 @@ import re
 import uuid
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import requests
 from kafka import KafkaProducer
+from prometheus_client import delete_from_gateway
 
 from sensorops import flink, generator, kafka_io, registry, stream
+from sensorops.monitoring import drift, drift_report
 from sensorops.platform.health import prometheus_url
+from sensorops.platform.layout import PORTS
 from sensorops.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -80,16 +85,17 @@ def test_the_pipeline_series_have_values_while_the_job_runs(job):
     assert champion == int(registry.current_champion() or 0)
 
 
+def firing(alertname: str) -> list[dict[str, Any]]:
+    """The alerts called `alertname` that fire now."""
+    response = requests.get(f"{prometheus_url()}/api/v1/alerts", timeout=10)
+    alerts = response.json()["data"]["alerts"]
+    return [a for a in alerts if a["labels"].get("alertname") == alertname and a["state"] == "firing"]
+
+
 def test_a_cancelled_job_fires_job_not_running(job):
     stream.cancel(job.name)
-
-    def firing() -> list[dict]:
-        response = requests.get(f"{prometheus_url()}/api/v1/alerts", timeout=10)
-        alerts = response.json()["data"]["alerts"]
-        return [a for a in alerts if a["labels"].get("alertname") == "FlinkJobNotRunning" and a["state"] == "firing"]
-
     alerts = wait_until(
-        firing,
+        lambda: firing("FlinkJobNotRunning"),
         lambda found: any(a["labels"]["job_name"] == flink_label(job.name) for a in found),
         timeout=75,
         interval=2,
@@ -97,3 +103,21 @@ def test_a_cancelled_job_fires_job_not_running(job):
     )
     mine = next(a for a in alerts if a["labels"]["job_name"] == flink_label(job.name))
     assert re.search(r"is not running", mine["annotations"]["summary"])
+
+
+def test_a_drift_check_reaches_prometheus_and_raises_its_alert() -> None:
+    """What `sensorops drift check` pushes (a window shifted by 3 standard deviations) becomes series and the
+    `DriftDetected` alert; the group is deleted afterwards, so the platform's own alert state is left as it was."""
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"temperature": rng.normal(21, 1, 2_000), "temperature_vs_fleet": rng.normal(0, 1, 2_000)})
+    window = pd.DataFrame({"temperature": rng.normal(21, 1, 500), "temperature_vs_fleet": rng.normal(3, 1, 500)})
+    report = drift.compare(reference, window, decision_columns=["temperature_vs_fleet"])
+    assert report.drift_detected
+    gateway = f"127.0.0.1:{PORTS['pushgateway']}"
+    try:
+        drift_report.push(report, gateway)
+        assert value('sensorops_drift_psi{column="temperature_vs_fleet"}') > drift.PSI_DRIFT
+        assert value("sensorops_drift_detected") == 1
+        wait_until(lambda: firing("DriftDetected"), timeout=60, interval=2, message="DriftDetected did not fire")
+    finally:
+        delete_from_gateway(gateway, job=drift_report.PUSH_JOB)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,17 +118,15 @@ def test_html_report_is_self_contained(firmware: drift.DriftReport, tmp_path: Pa
     assert "<script src=" not in text and "Plotly.newPlot" in text  # plotly.js inline, no CDN
 
 
-def test_report_is_logged_to_a_real_mlflow_backend(firmware: drift.DriftReport, tmp_path: Path) -> None:
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    try:
-        client = MlflowClient()  # artifacts in tmp_path too, not in ./mlruns
-        client.create_experiment("drift-test", artifact_location=(tmp_path / "artifacts").as_uri())
-        run_id = drift_report.log_to_mlflow(firmware, experiment="drift-test", params={"window": "a .. b"})
-        run = client.get_run(run_id)
-        artifacts = {a.path for a in client.list_artifacts(run_id, "drift")}
-    finally:
-        mlflow.set_tracking_uri(previous)
+def test_report_is_logged_to_a_real_mlflow_backend(firmware: drift.DriftReport, tmp_path: Path, monkeypatch) -> None:
+    # Through the environment, which monkeypatch restores: `mlflow.set_tracking_uri` would also set
+    # MLFLOW_TRACKING_URI for the rest of the process (the integration tests that follow in it).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient()  # artifacts in tmp_path too, not in ./mlruns
+    client.create_experiment("drift-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = drift_report.log_to_mlflow(firmware, experiment="drift-test", params={"window": "a .. b"})
+    run = client.get_run(run_id)
+    artifacts = {a.path for a in client.list_artifacts(run_id, "drift")}
     assert run.data.metrics["drift.drift_detected"] == 1.0
     assert run.data.metrics["drift.psi.temperature_vs_fleet"] == pytest.approx(
         firmware.scores.at["temperature_vs_fleet", "psi"]

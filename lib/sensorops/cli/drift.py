@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 
 import pandas as pd
 
 from sensorops import config, platform, registry
 from sensorops.errors import UserError
 from sensorops.monitoring import drift, drift_data, drift_report
+from sensorops.platform.layout import PORTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--html", default=None, help="also write the HTML report to this file")
     c.add_argument("--experiment", default=drift_report.EXPERIMENT, help="MLflow experiment")
     c.add_argument("--no-mlflow", action="store_true", help="print only; log nothing")
+    c.add_argument(
+        "--pushgateway", default=os.environ.get("PUSHGATEWAY_URL", f"127.0.0.1:{PORTS['pushgateway']}"),
+        help="where the scores go for Prometheus (default PUSHGATEWAY_URL or the platform's); '' to skip",
+    )  # fmt: skip
     c.set_defaults(handler=run_check)
 
 
@@ -97,4 +104,9 @@ def run_check(args: argparse.Namespace) -> int:
         registry.client()  # the configured tracking URI
         run_id = drift_report.log_to_mlflow(report, experiment=args.experiment, params=params)
         print(f"MLflow: {registry.run_url(run_id)}")
+    if args.pushgateway:
+        try:
+            drift_report.push(report, args.pushgateway)
+        except OSError as exc:  # the check itself is done and logged: say what did not reach Prometheus
+            print(f"warning: the scores did not reach the Pushgateway at {args.pushgateway} ({exc})", file=sys.stderr)
     return 0

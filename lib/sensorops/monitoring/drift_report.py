@@ -1,4 +1,5 @@
-"""The drift report: a self-contained HTML page (table and overlaid distributions), and its logging to MLflow.
+"""The drift report: a self-contained HTML page (table and overlaid distributions), its logging to MLflow, and its
+scores pushed to Prometheus' Pushgateway (the `DriftDetected` alert, the dashboard).
 
 The page inlines plotly.js (`include_plotlyjs=True`, about 4.7 MB) so that it opens without the internet, from an
 MLflow artifact as from a file; the distributions are pre-binned histograms, not the raw rows.
@@ -14,12 +15,15 @@ import mlflow
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from sensorops.monitoring.drift import DriftReport
 
 EXPERIMENT = "sensor-drift"
 ARTIFACT = "drift/report.html"
 TOP_COLUMNS = 6
+PUSH_JOB = "sensorops_drift"
+"""The Pushgateway group of the drift check: each check replaces the previous one's values."""
 
 
 def distributions(report: DriftReport, top: int = TOP_COLUMNS) -> go.Figure:
@@ -92,3 +96,20 @@ def log_to_mlflow(
         mlflow.log_text(report.scores.to_csv(), "drift/scores.csv")
         mlflow.log_text(report.quality.to_csv(), "drift/quality.csv")
     return run.info.run_id
+
+
+def push(report: DriftReport, gateway: str) -> None:
+    """The decision, the largest PSI and each column's PSI to the Pushgateway at `gateway` (`host:port`)."""
+    metrics = CollectorRegistry()
+    summary = report.summary()
+    Gauge("sensorops_drift_detected", "1 if the last check found drift", registry=metrics).set(
+        summary["drift_detected"]
+    )
+    Gauge("sensorops_drift_max_psi", "largest PSI of the last check", registry=metrics).set(report.max_psi)
+    per_column = Gauge("sensorops_drift_psi", "PSI of each column in the last check", ["column"], registry=metrics)
+    for column, value in report.scores["psi"].dropna().items():
+        per_column.labels(column=str(column)).set(float(value))
+    Gauge(
+        "sensorops_drift_checked_timestamp_seconds", "when the last check ran", registry=metrics
+    ).set_to_current_time()
+    push_to_gateway(gateway, job=PUSH_JOB, registry=metrics, timeout=10)
