@@ -31,6 +31,7 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_ENDPOINT_URL": CLOSED,
         "MLFLOW_S3_ENDPOINT_URL": CLOSED,
         "AIRFLOW_API_URL": CLOSED,
+        "PROMETHEUS_URL": CLOSED,
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "SENSOROPS_KAFKA_BOOTSTRAP_MS": "300",

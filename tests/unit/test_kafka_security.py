@@ -72,3 +72,18 @@ def test_an_incomplete_setting_is_a_one_line_error(changes, message) -> None:
 def test_the_password_is_not_in_the_settings_repr() -> None:
     with config.temporary_environment(SCRAM):
         assert 'p"a' not in repr(config.load())
+
+
+def test_the_producer_benchmarks_java_reference_is_configured_as_the_projects_producer() -> None:
+    """`bench generate` measures the client against Kafka's ProducerPerformance with the same settings, SASL included
+    (in a file only its owner reads, with the password itself: no SQL is built from it)."""
+    from sensorops.bench.generate import java_producer_properties
+
+    with config.temporary_environment(SCRAM):
+        props = dict(line.split("=", 1) for line in java_producer_properties("b:9094").splitlines())
+        python = kafka_io.producer_settings()
+    assert props["acks"] == "all" and props["enable.idempotence"] == "true"
+    assert props["compression.type"] == python["compression_type"] and props["linger.ms"] == str(python["linger_ms"])
+    assert props["batch.size"] == str(python["batch_size"]) and props["bootstrap.servers"] == "b:9094"
+    assert props["sasl.jaas.config"].endswith('password="p\\"a\\\\s\'s";')
+    assert props["sasl.jaas.config"].startswith("org.apache.kafka.common")  # the Java client is not relocated

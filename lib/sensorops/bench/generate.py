@@ -1,12 +1,17 @@
 """Generator -> Kafka with acks=all: events per second, and where the time goes.
 
 Generation and serialisation are timed alone, then the client alone on pre-serialised batches (one process), then
-end to end with 1, 2, ... producer processes. Every run writes to a fresh topic, deleted afterwards.
+Kafka's own Java producer benchmark (`ProducerPerformance`) on the same payloads with the same producer settings, the
+limit the client is measured against, then end to end with 1, 2, ... producer processes. Every run writes to a fresh
+topic, deleted afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,8 +20,19 @@ from dataclasses import dataclass, field
 import kafka
 import pandas as pd
 
-from sensorops import events, generator, kafka_io
+from sensorops import config, events, generator, kafka_io
 from sensorops.errors import UserError
+from sensorops.platform import install
+from sensorops.platform.layout import Layout
+
+REFERENCE = "Kafka's ProducerPerformance"
+JAVA_SETTINGS = (
+    "acks", "enable_idempotence", "compression_type", "linger_ms", "batch_size", "max_request_size",
+    "delivery_timeout_ms", "request_timeout_ms", "retry_backoff_ms",
+)  # fmt: skip
+"""The project's producer settings (`kafka_io.producer_settings`) that the Java producer takes under the same name
+with dots."""
+SENT = re.compile(r"^(\d+) records sent, ([\d.]+) records/sec", re.M)
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,8 @@ def run(
         topics.append(f"bench-{uuid.uuid4().hex[:8]}")
         r = kafka_io.produce(serialised, topics[-1], servers, raise_on_failure=False)
         done(Step("client only (1 process)", r.seconds, r.acknowledged, r.acknowledged))
+        topics.append(f"bench-{uuid.uuid4().hex[:8]}")
+        done(producer_performance([v for _, values in serialised for v in values], topics[-1], servers))
         del serialised
         for w in workers:
             topics.append(f"bench-{uuid.uuid4().hex[:8]}")
@@ -107,3 +125,36 @@ def run(
         for topic in topics:
             kafka_io.delete_topic(topic, servers)
     return result
+
+
+def java_producer_properties(servers: str) -> str:
+    """A Java producer's properties file, configured as the project's producer (`kafka_io.producer_settings`)."""
+    settings = kafka_io.producer_settings()
+    props = {k.replace("_", "."): settings[k] for k in JAVA_SETTINGS}
+    props |= {"bootstrap.servers": servers, **kafka_io.java_security(password=True)}
+    return "".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}\n" for k, v in props.items())
+
+
+def producer_performance(values: list[bytes], topic: str, servers: str | None = None) -> Step:
+    """Kafka's `ProducerPerformance` (the Java client, as fast as it goes) sending `values` once each."""
+    servers = servers or config.load().kafka_bootstrap_servers
+    jars = install.fetch_jars("kafka-tools", Layout(config.load().home).kafka_tools_jars)
+    kafka_io.ensure_topic(topic, servers=servers)
+    # Temporary files are created readable by their owner only: the properties may hold the SASL password.
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl") as payloads, tempfile.NamedTemporaryFile("w") as props:
+        payloads.write(b"\n".join(values))
+        payloads.flush()
+        props.write(java_producer_properties(servers))
+        props.flush()
+        command = ["java", "-cp", f"{jars}/*", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic]
+        command += ["--num-records", str(len(values)), "--throughput", "-1", "--payload-file", payloads.name]
+        command += ["--producer.config", props.name]
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        seconds = time.perf_counter() - started
+    found = SENT.findall(done.stdout)
+    if done.returncode != 0 or not found:
+        raise UserError(f"ProducerPerformance failed: {(done.stderr or done.stdout)[-800:]}")
+    sent, rate = int(found[-1][0]), float(found[-1][1])
+    # Its own rate (records / its send loop's time) leaves out the JVM's start, which the wall time includes.
+    return Step(REFERENCE, sent / rate if rate > 0 else seconds, sent, sent, {"with JVM start": seconds})

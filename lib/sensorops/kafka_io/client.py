@@ -123,11 +123,14 @@ PASSWORD_PLACEHOLDER = "${KAFKA_SASL_PASSWORD}"
 """Where the password goes in `java_security`'s JAAS line until `with_password` puts it in, at the last moment."""
 
 
-def java_security(settings: config.Settings | None = None, relocated_to: str = "") -> dict[str, str]:
+def java_security(
+    settings: config.Settings | None = None, relocated_to: str = "", *, password: bool = False
+) -> dict[str, str]:
     """The same for Java clients (the Flink Kafka connector's `properties.*`): protocol, mechanism and JAAS line.
 
     The JAAS line holds `PASSWORD_PLACEHOLDER`, not the password, so that SQL built from it can be printed; the job
-    passes each statement through `with_password` as it executes it. `relocated_to` is the package prefix of a
+    passes each statement through `with_password` as it executes it. `password=True` puts the password in (for a
+    file only its owner reads). `relocated_to` is the package prefix of a
     client that shades Kafka (flink-sql-connector-kafka does), since the JAAS line names the login module's class.
     """
     s = _security(settings)
@@ -136,7 +139,8 @@ def java_security(settings: config.Settings | None = None, relocated_to: str = "
         options |= {
             "sasl.mechanism": s.kafka_sasl_mechanism,
             "sasl.jaas.config": f"{relocated_to}{SASL_MECHANISMS[s.kafka_sasl_mechanism]} required "
-            f'username="{_jaas_quoted(s.kafka_sasl_username)}" password="{PASSWORD_PLACEHOLDER}";',
+            f'username="{_jaas_quoted(s.kafka_sasl_username)}" '
+            f'password="{_jaas_quoted(s.kafka_sasl_password) if password else PASSWORD_PLACEHOLDER}";',
         }
     return options
 

@@ -101,6 +101,15 @@ def _mvn_copy(profile: str, dest: Path) -> None:
     staging.rename(dest)
 
 
+def fetch_jars(profile: str, dest: Path) -> Path:
+    """The jars of a profile of deploy/local/pom.xml in `dest`, fetched unless they are there for these versions."""
+    marker = dest / ".versions"
+    if not (marker.exists() and marker.read_text() == _stamp(dest)):
+        _mvn_copy(profile, dest)
+        marker.write_text(_stamp(dest))
+    return dest
+
+
 def _stamp(path: Path) -> str:
     return json.dumps(versions(), sort_keys=True) + path.name
 
@@ -115,11 +124,7 @@ def install(lay: Layout) -> None:
         ("flink-s3", jars / "flink-s3"),
     )
     for profile, dest in profiles:
-        marker = dest / ".versions"
-        if marker.exists() and marker.read_text() == _stamp(dest):
-            continue
-        _mvn_copy(profile, dest)
-        marker.write_text(_stamp(dest))
+        fetch_jars(profile, dest)
     _assemble_flink(lay, jars)
     prometheus.install(lay)
 

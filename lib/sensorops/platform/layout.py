@@ -61,6 +61,11 @@ class Layout:
         return self.home / "jars" / "kafka"
 
     @property
+    def kafka_tools_jars(self) -> Path:
+        """Kafka's command-line tools: the reference of the producer benchmark (`sensorops bench generate`)."""
+        return self.home / "jars" / "kafka-tools"
+
+    @property
     def kafka_metrics_jars(self) -> Path:
         """The JMX exporter agent, kept off the broker's classpath."""
         return self.home / "jars" / "kafka-metrics"

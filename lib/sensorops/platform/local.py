@@ -109,7 +109,8 @@ def supervisor(lay: Layout) -> xmlrpc.client.ServerProxy | None:
 
 
 def ports_in_use() -> dict[int, str]:
-    """Platform ports that something is already listening on, with the owning process when it can be told."""
+    """Platform ports that something is already listening on, with the owning program and pid when they can be told
+    (short: the error lists every port, and one line holds about 1,000 characters)."""
     import psutil
 
     wanted = set(PORTS.values())
@@ -117,7 +118,7 @@ def ports_in_use() -> dict[int, str]:
     for conn in psutil.net_connections(kind="tcp"):
         if conn.status == psutil.CONN_LISTEN and conn.laddr.port in wanted:
             try:
-                owner = " ".join(psutil.Process(conn.pid).cmdline()[:3]) if conn.pid else "unknown process"
+                owner = psutil.Process(conn.pid).name() if conn.pid else "unknown process"
             except psutil.Error:
                 owner = f"pid {conn.pid}"
             taken[conn.laddr.port] = f"{owner} (pid {conn.pid})"
