@@ -77,8 +77,8 @@ def _mvn_copy(profile: str, dest: Path) -> None:
     }
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    # Flink's lib/ already has its SLF4J binding; Kafka needs the API and the binding from the pom.
-    excludes = [] if profile == "kafka" else ["-DexcludeGroupIds=org.slf4j"]
+    # Flink's lib/ already has its SLF4J binding; Kafka and its tools need the API (and the broker, the binding).
+    excludes = ["-DexcludeGroupIds=org.slf4j"] if profile.startswith("flink") else []
     cmd = [
         mvn,
         "-q",
