@@ -16,6 +16,7 @@ from sensorops.pipeline import steps
 pytestmark = pytest.mark.integration
 
 DAG_ID = pipeline.DAG_ID
+MODELS = "random_forest"  # one model: training has its own tests; here the run's wiring is under test
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_a_service_down_fails_the_health_check_and_nothing_downstream_runs(clien
 def full_run(run_pipeline) -> dict:
     """One full run with a fresh seed, followed to its end."""
     seed = uuid.uuid4().int % 10_000
-    done = run_pipeline({"seed": seed})
+    done = run_pipeline({"seed": seed, "models": MODELS})
     return {"run_id": done.run_id, "run": done.run, "outputs": done.outputs, "started": done.started, "seed": seed}
 
 
@@ -88,7 +89,9 @@ def test_steps_are_safe_to_run_again(full_run: dict) -> None:
     """A retry of the batch, training or promotion returns what the first attempt did, and adds nothing."""
     outputs = full_run["outputs"]
     batch = outputs["generate_batch"]
-    ctx = pipeline.RunContext(full_run["run_id"], batch["start"], pipeline.RunParams(seed=full_run["seed"]))
+    ctx = pipeline.RunContext(
+        full_run["run_id"], batch["start"], pipeline.RunParams(seed=full_run["seed"], models=MODELS)
+    )
     ends_before = kafka_io.end_offsets(config.SENSOR_TOPIC)
     assert pipeline.run_step("generate_batch", ctx) == batch
     assert kafka_io.end_offsets(config.SENSOR_TOPIC) == ends_before, "the batch was produced twice"

@@ -1,5 +1,5 @@
-"""Every notebook runs, in filename order, through papermill with its default (small) parameters against the live
-platform. The executed copies land in `_build/notebooks/`, where the book test and a person debugging find them."""
+"""Every notebook runs, in filename order, through papermill at its smoke size (`sensorops_book.SMOKE`) against the
+live platform. The executed copies land in `_build/notebooks/`, where the book test and a person debugging find them."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_there_are_notebooks() -> None:
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(source: Path) -> None:
     try:
-        run = book.execute(source, book.REPO.executed_dir)
+        run = book.execute(source, book.REPO.executed_dir, book.smoke_parameters(source))
     except book.NotebookFailed as exc:
         pytest.fail(str(exc), pytrace=False)
     nb = nbformat.read(run.output, as_version=4)

@@ -121,6 +121,15 @@ def test_one_parameters_cell_with_upper_snake_names(path: Path) -> None:
     assert not lower, f"parameters must be UPPER_SNAKE: {lower}"
 
 
+def test_smoke_parameters_name_a_notebook_and_its_parameters() -> None:
+    by_stem = {p.stem: p for p in NOTEBOOKS}
+    for stem, parameters in book.SMOKE.items():
+        assert stem in by_stem, f"SMOKE names {stem}, which is not a notebook"
+        (cell,) = [c for c in read(by_stem[stem]).cells if "parameters" in c.metadata.get("tags", [])]
+        declared = {t.id for node in ast.parse(cell.source).body for t in node.targets if isinstance(t, ast.Name)}
+        assert set(parameters) <= declared, f"{stem}: SMOKE sets {set(parameters) - declared}, not parameters"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_no_committed_outputs(path: Path) -> None:
     dirty = [i for i, c in enumerate(read(path).cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]

@@ -33,7 +33,16 @@ command line in `__main__`. The names below are the API the tests and `make` use
 
 from __future__ import annotations
 
-from sensorops_book.execution import Execution, NotebookFailed, execute, execute_all, failure_message, first_failure
+from sensorops_book.execution import (
+    SMOKE,
+    Execution,
+    NotebookFailed,
+    execute,
+    execute_all,
+    failure_message,
+    first_failure,
+    smoke_parameters,
+)
 from sensorops_book.layout import (
     LAB_PORT,
     LAB_URL,
@@ -57,6 +66,7 @@ __all__ = [
     "PLOTLY_MIME",
     "REPO",
     "ROOT",
+    "SMOKE",
     "Execution",
     "Layout",
     "NotebookFailed",
@@ -69,6 +79,7 @@ __all__ = [
     "notebook_sources",
     "plotly_outputs",
     "plotly_to_html",
+    "smoke_parameters",
     "stage",
     "toc_entries",
     "toc_notebooks",

@@ -60,11 +60,12 @@ def parse_parameters(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line: `notebooks [--param NAME=VALUE ...]`, `build`, `lab [--port N]`."""
+    """The command line: `notebooks [--smoke] [--param NAME=VALUE ...]`, `build`, `lab [--port N]`."""
     root = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").splitlines()[0])
     sub = root.add_subparsers(dest="command", required=True)
     nbs = sub.add_parser("notebooks", help="execute every notebook in order into _build/notebooks/")
     nbs.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    nbs.add_argument("--smoke", action="store_true", help="the smoke size the tests run (fewer models, shorter runs)")
     sub.add_parser("build", help="build the HTML book from the executed notebooks")
     lab = sub.add_parser("lab", help="JupyterLab on the notebooks, with the platform's settings")
     lab.add_argument("--port", type=int, default=LAB_PORT)
@@ -74,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     """Carry out one parsed command; a `UserError` says what went wrong and what to do."""
     if args.command == "notebooks":
-        runs = execute_all(parameters=parse_parameters(args.param))
+        runs = execute_all(parameters=parse_parameters(args.param), smoke=args.smoke)
         if not runs:
             raise UserError(f"No notebooks found in {REPO.notebooks_dir}")
         log.info("executed %d notebooks into %s", len(runs), REPO.executed_dir)

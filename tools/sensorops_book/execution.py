@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 RAISES_TAG = "raises-exception"
 PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
 CELL_TIMEOUT_S = 900
+SMOKE: dict[str, dict[str, Any]] = {
+    "03_train_models_mlflow": {"MODELS": "random_forest,isolation_forest", "MAX_SEARCH_ROWS": 10_000},
+    "04_orchestrate_airflow": {"MODELS": "random_forest"},
+    "05_score_stream_alerts": {"DURATION_S": 60, "MOVE_AT_S": 20},
+}
+"""The smoke size `make test` runs (`notebooks --smoke`): fewer models and a shorter live run, the same code path.
+A notebook not named here runs at its default size, which is already small."""
 
 
 class NotebookFailed(UserError):
@@ -112,13 +119,19 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
+def smoke_parameters(source: Path, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The notebook's smoke-size parameters, with `parameters` on top."""
+    return {**SMOKE.get(source.stem, {}), **(parameters or {})}
+
+
 def execute_all(
     layout: Layout = REPO,
     parameters: Mapping[str, Any] | None = None,
+    smoke: bool = False,
 ) -> list[Execution]:
     """Execute the notebooks in order; stop at the first failure (later chapters build on earlier ones)."""
     runs = []
     for source in notebook_sources(layout):
-        runs.append(execute(source, layout.executed_dir, parameters))
+        runs.append(execute(source, layout.executed_dir, smoke_parameters(source, parameters) if smoke else parameters))
         log.info("%s ran in %.0f s", source.name, runs[-1].seconds)
     return runs
