@@ -4,16 +4,13 @@ Wasserstein, data quality), printed as a table and logged to MLflow as metrics a
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 
 import pandas as pd
 
-from sensorops import config, platform, registry
+from sensorops import config, registry
 from sensorops.errors import UserError
-from sensorops.monitoring import drift, drift_data, drift_report
-from sensorops.platform.layout import PORTS
+from sensorops.monitoring import drift, drift_check, drift_data, drift_report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threshold", type=float, default=drift.PSI_DRIFT, help=f"PSI above which a column drifted ({drift.PSI_DRIFT})"
     )
     c.add_argument(
-        "--decide-on", choices=("stable", "all"), default="stable",
+        "--decide-on", choices=tuple(drift_check.DECIDE_ON), default="stable",
         help="columns whose drift sets drift_detected: the stationary ones (default) or every column",
     )  # fmt: skip
     c.add_argument("--top", type=int, default=12, help="rows of the printed table (default 12)")
@@ -45,24 +42,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--experiment", default=drift_report.EXPERIMENT, help="MLflow experiment")
     c.add_argument("--no-mlflow", action="store_true", help="print only; log nothing")
     c.add_argument(
-        "--pushgateway", default=os.environ.get("PUSHGATEWAY_URL", f"127.0.0.1:{PORTS['pushgateway']}"),
+        "--pushgateway", default=drift_check.default_pushgateway(),
         help="where the scores go for Prometheus (default PUSHGATEWAY_URL or the platform's); '' to skip",
     )  # fmt: skip
     c.set_defaults(handler=run_check)
 
 
-def _check(args: argparse.Namespace) -> None:
-    if not (args.minutes > 0 and math.isfinite(args.minutes)):
-        raise UserError(f"--minutes must be positive, got {args.minutes}")
-    if (args.reference_start is None) != (args.reference_end is None):
-        raise UserError("give both --reference-start and --reference-end, or neither (the champion's training data)")
-    if not (args.threshold > 0 and math.isfinite(args.threshold)):
-        raise UserError(f"--threshold must be a positive PSI, got {args.threshold}")
-    if args.max_reference_rows < 1 or args.top < 1:
-        raise UserError("--max-reference-rows and --top must be at least 1")
-    for value in (args.end, args.reference_start, args.reference_end):
-        if value is not None:
-            drift_data.to_utc(value)  # a bad timestamp fails here, before any service is asked
+def _settings(args: argparse.Namespace) -> drift_check.DriftCheck:
+    if args.top < 1:
+        raise UserError("--top must be at least 1")
+    return drift_check.DriftCheck(
+        minutes=args.minutes,
+        end=args.end,
+        location=f"s3://{args.bucket}/{args.prefix.strip('/')}",
+        model_name=args.model_name,
+        reference_start=args.reference_start,
+        reference_end=args.reference_end,
+        max_reference_rows=args.max_reference_rows,
+        threshold=args.threshold,
+        decide_on=args.decide_on,
+        experiment=args.experiment,
+        mlflow=not args.no_mlflow,
+        pushgateway=args.pushgateway,
+    )
 
 
 def format_table(report: drift.DriftReport, top: int = 12) -> str:
@@ -73,40 +75,22 @@ def format_table(report: drift.DriftReport, top: int = 12) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    _check(args)
-    location = f"s3://{args.bucket}/{args.prefix.strip('/')}"
-    if not args.no_mlflow or args.reference_start is None:
-        platform.require("mlflow", timeout=10)
-    platform.require("s3", timeout=10)
-    window = drift_data.recent_window(location, args.minutes, args.end)
-    params = {"window": f"{window.start} .. {window.end}", "window_source": window.source}
-    if args.reference_start is None:
-        champion = drift_data.champion_training_range(args.model_name)
-        ref_location, ref_start, ref_end = champion.location, champion.train_from, champion.train_to
-        params.update(champion_version=champion.version, champion_run_id=champion.run_id)
-    else:
-        ref_location, ref_start, ref_end = location, args.reference_start, args.reference_end
+    check = _settings(args)
+    outcome = drift_check.run(check)
+    window, reference, report = outcome.window, outcome.reference, outcome.report
+    if check.reference_start is not None:
         print("reference: an earlier range of the same archive (not the champion's training data)")
-    reference = drift_data.read_range(ref_location, ref_start, ref_end, max_rows=args.max_reference_rows)
-    params.update(reference=f"{reference.start} .. {reference.end}", reference_source=reference.source)
-    decide = drift.STABLE_COLUMNS if args.decide_on == "stable" else drift.DRIFT_COLUMNS
-    report = drift.compare(reference.frame, window.frame, decision_columns=decide, threshold=args.threshold)
     print(f"window {window.start} .. {window.end}: {len(window.frame):,} rows; reference {reference.source} "
           f"({reference.start} .. {reference.end}): {len(reference.frame):,} rows\n")  # fmt: skip
     print(format_table(report, args.top))
     s = report.summary()
     verdict = "DRIFT DETECTED" if s["drift_detected"] else "no drift detected"
-    print(f"\n{verdict}: {s['drifted_columns']} of {s['columns']} columns over PSI {args.threshold:g}, "
-          f"max PSI {s['max_psi']:.3f} ({s['max_psi_column']}); deciding on the {args.decide_on} columns")  # fmt: skip
+    print(f"\n{verdict}: {s['drifted_columns']} of {s['columns']} columns over PSI {check.threshold:g}, "
+          f"max PSI {s['max_psi']:.3f} ({s['max_psi_column']}); deciding on the {check.decide_on} columns")  # fmt: skip
     if args.html:
-        print(f"report: {drift_report.write_html(report, args.html, context=params)}")
-    if not args.no_mlflow:
-        registry.client()  # the configured tracking URI
-        run_id = drift_report.log_to_mlflow(report, experiment=args.experiment, params=params)
-        print(f"MLflow: {registry.run_url(run_id)}")
-    if args.pushgateway:
-        try:
-            drift_report.push(report, args.pushgateway)
-        except OSError as exc:  # the check itself is done and logged: say what did not reach Prometheus
-            print(f"warning: the scores did not reach the Pushgateway at {args.pushgateway} ({exc})", file=sys.stderr)
+        print(f"report: {drift_report.write_html(report, args.html, context=outcome.params)}")
+    if outcome.mlflow_run_id:
+        print(f"MLflow: {registry.run_url(outcome.mlflow_run_id)}")
+    if outcome.push_error:
+        print(f"warning: {outcome.push_error}", file=sys.stderr)
     return 0

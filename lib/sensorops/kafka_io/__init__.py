@@ -22,7 +22,7 @@ from sensorops.kafka_io.producer import (
     produce,
     producer_settings,
 )
-from sensorops.kafka_io.reader import Record, consumer, end_offsets, read, records
+from sensorops.kafka_io.reader import Record, consumer, end_offsets, offsets_at, read, records
 
 __all__ = [
     "BOOTSTRAP_MS",
@@ -37,6 +37,7 @@ __all__ = [
     "consumer",
     "delete_topic",
     "end_offsets",
+    "offsets_at",
     "ensure_topic",
     "java_security",
     "produce",

@@ -161,3 +161,11 @@ def end_offsets(topic: str, servers: str | None = None) -> dict[int, int]:
     """The end offset (the next offset to be written) of every partition of `topic`."""
     with consumer(topic, servers=servers) as (_, ends):
         return {tp.partition: offset for tp, offset in ends.items()}
+
+
+def offsets_at(topic: str, epoch_ms: int, servers: str | None = None) -> dict[int, int]:
+    """Per partition of `topic`, the first offset whose record was stamped at or after `epoch_ms` (the end offset
+    where none was): `offsets_at(t, a)` to `offsets_at(t, b)` are the records written between a and b."""
+    with consumer(topic, servers=servers) as (kafka, ends):
+        found = kafka.offsets_for_times({tp: epoch_ms for tp in ends})
+        return {tp.partition: (at.offset if at is not None else ends[tp]) for tp, at in found.items()}

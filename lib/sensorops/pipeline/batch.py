@@ -29,6 +29,7 @@ from sensorops.errors import ServiceUnavailable
 from sensorops.pipeline import faults, store
 from sensorops.pipeline.context import RunContext, RunParams
 from sensorops.pipeline.outputs import ArchiveCounts, BatchManifest
+from sensorops.pipeline.recent import recent_batch
 from sensorops.pipeline.xcom import XCom
 
 if TYPE_CHECKING:
@@ -157,10 +158,16 @@ def batch_events(p: RunParams, start: str) -> tuple[pd.DataFrame, list[bytes], l
     return frame, keys, values, corrupt(values, p.bad_rate, p.seed)
 
 
+def _keep(ctx: RunContext, manifest: BatchManifest) -> None:
+    """Store the run's manifest, which a retry returns."""
+    store.put(ctx.key(MANIFEST), json.dumps(manifest.to_xcom(), indent=2).encode(), "application/json")
+
+
 def generate_batch(ctx: RunContext) -> BatchManifest:
     """Produce the run's bounded batch to the sensor topic; return its manifest (offsets, counts, time range).
 
     Once per run: a retry returns the stored manifest, or produces only the events an attempt that died left out.
+    With `source=recent` nothing is produced: the batch is what the topic received before the run (`recent`).
     """
     import pandas as pd
 
@@ -172,6 +179,10 @@ def generate_batch(ctx: RunContext) -> BatchManifest:
         log.info(
             "batch of run %s was already produced (%d events); not producing again", ctx.run_id, manifest.acknowledged
         )
+        return manifest
+    if ctx.params.source == "recent":
+        manifest = recent_batch(ctx)
+        _keep(ctx, manifest)
         return manifest
     p, plan = ctx.params, _plan(ctx)
     frame, keys, values, bad = batch_events(p, plan.start)
@@ -203,7 +214,7 @@ def generate_batch(ctx: RunContext) -> BatchManifest:
         anomaly_types={str(k): int(v) for k, v in valid["anomaly_type"].astype(str).value_counts().items()},
         offset_range=sum(end - first for first, end in offsets.values()),
     )
-    store.put(ctx.key(MANIFEST), json.dumps(manifest.to_xcom(), indent=2).encode(), "application/json")
+    _keep(ctx, manifest)
     log.info(
         "produced %d events (%d broken on purpose) from %s to %s",
         acked_first + acked_rest,

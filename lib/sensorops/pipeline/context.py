@@ -26,6 +26,10 @@ SECRET_ENV = "SENSOROPS_K8S_SECRET"
 REPORT_BUCKET = config.REPORT_BUCKET
 """Run manifests and HTML reports, under `<dag id>/<run id>/`."""
 
+SOURCES = ("generate", "recent")
+"""Where a run's batch comes from (`RunParams.source`): events it generates and produces, or the records the sensor
+topic received in the `recent_minutes` before the run (retraining on the data that moved; `pipeline.recent`)."""
+
 FAULTS = ("during:generate_batch", "after:generate_batch", "after:register")
 """Where a drill can kill a step (`RunParams.fault`): halfway through producing the batch, once every event is
 acknowledged (before the manifest is written), and right after the model version is registered."""
@@ -54,6 +58,10 @@ class RunParams:
     bad_rate: float = 0.01
     """Share of events sent as broken JSON, to exercise the dead-letter path."""
     seed: int = 42
+    source: str = "generate"
+    """`generate` or `recent` (`SOURCES`); with `recent` nothing is produced and the batch parameters go unused."""
+    recent_minutes: float = 60.0
+    """With `source=recent`: how far back from the run's logical time the batch reaches."""
     models: str = "all"
     """Comma-separated models of `training.MODELS`, or `all`."""
     min_anomaly_rate: float = 0.01
@@ -67,6 +75,8 @@ class RunParams:
 
     def __post_init__(self) -> None:
         _refuse_unknown_services(self.endpoints)
+        if self.source not in SOURCES or not 0 < self.recent_minutes <= 7 * 24 * 60:
+            raise UserError(f"source must be one of {', '.join(SOURCES)} and recent_minutes in (0, 10080]")
         if self.fault and self.fault not in FAULTS:
             raise UserError(f"unknown fault {self.fault!r}; choose one of {', '.join(FAULTS)} (or leave it empty)")
         if not 0 <= self.bad_rate < 1 or not 0 <= self.min_anomaly_rate <= self.max_anomaly_rate <= 1:
