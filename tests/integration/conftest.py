@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from kafka import KafkaProducer
 
-from sensorops import config
+from sensorops import config, flink, generator, kafka_io, stream
 from sensorops.platform import require
+
+DEAD_LETTERS = (b"not json", b'{"sensor_id": "s"}', b"\xff\xfe{")
+"""What `stream_job` writes after its readings: not JSON, not an event, not UTF-8."""
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +25,30 @@ def settings() -> config.Settings:
 def unique() -> str:
     """A suffix that keeps topics, objects and runs of one test apart from every other run."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def stream_job(settings) -> Iterator[stream.StreamJobConfig]:
+    """A scratch stream job (checkpoints every 2 s) on a backlog with a few dead letters (`DEAD_LETTERS`), running;
+    one per test module, removed with its topics after it."""
+    cfg = stream.StreamJobConfig.scratch(
+        "monitor", uuid.uuid4().hex[:8], checkpoint_interval_s=2, archive=False, aggregates=False
+    )
+    kafka_io.ensure_topic(cfg.source_topic, partitions=2)
+    kafka_io.produce(generator.simulate(n_sensors=5, duration_s=30, seed=3), topic=cfg.source_topic)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    for bad in DEAD_LETTERS:
+        producer.send(cfg.source_topic, bad)
+    producer.close()
+    job_id, _ = stream.submit(cfg, fresh=True)
+    try:
+        flink.wait_running(job_id)
+        yield cfg
+    finally:
+        stream.remove(cfg)
+
+
+@pytest.fixture(scope="session")
+def dead_letters() -> tuple[bytes, ...]:
+    """The dead letters `stream_job` wrote."""
+    return DEAD_LETTERS

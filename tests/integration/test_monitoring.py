@@ -4,25 +4,21 @@ an alert rule firing for real when that job is cancelled. About a minute and a h
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import requests
-from kafka import KafkaProducer
 from prometheus_client import delete_from_gateway
 
-from sensorops import flink, generator, kafka_io, registry, stream
+from sensorops import registry, stream
 from sensorops.monitoring import drift, drift_report
 from sensorops.platform.health import prometheus_url
 from sensorops.platform.layout import PORTS
 from sensorops.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-DEAD_LETTERS = [b"not json", b'{"sensor_id": "s"}', b"\xff\xfe{"]
 
 
 def query(expr: str) -> list[dict[str, Any]]:
@@ -36,26 +32,6 @@ def value(expr: str, timeout: float = 60) -> float:
     """The first value of `expr` once Prometheus has one (after a scrape of the new series)."""
     found = wait_until(lambda: query(expr), timeout=timeout, interval=2, message=f"no value for {expr}")
     return float(found[0]["value"][1])
-
-
-@pytest.fixture(scope="module")
-def job(settings):
-    """A scratch stream job (checkpoints every 2 s) on a backlog with a few dead letters, running."""
-    cfg = stream.StreamJobConfig.scratch(
-        "monitor", uuid.uuid4().hex[:8], checkpoint_interval_s=2, archive=False, aggregates=False
-    )
-    kafka_io.ensure_topic(cfg.source_topic, partitions=2)
-    kafka_io.produce(generator.simulate(n_sensors=5, duration_s=30, seed=3), topic=cfg.source_topic)
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    for bad in DEAD_LETTERS:
-        producer.send(cfg.source_topic, bad)
-    producer.close()
-    job_id, _ = stream.submit(cfg, fresh=True)
-    try:
-        flink.wait_running(job_id)
-        yield cfg
-    finally:
-        stream.remove(cfg)
 
 
 def test_every_target_is_up(settings):
@@ -72,15 +48,16 @@ def flink_label(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def test_the_pipeline_series_have_values_while_the_job_runs(job):
-    name = f'job_name="{flink_label(job.name)}"'
+def test_the_pipeline_series_have_values_while_the_job_runs(stream_job, dead_letters):
+    name = f'job_name="{flink_label(stream_job.name)}"'
     assert value(f"flink_jobmanager_job_numberOfCompletedCheckpoints{{{name}}} > 0") > 0
     assert value(f"sum(flink_taskmanager_job_task_operator_numRecordsIn{{{name}}}) > 0") > 0
     assert value(f"sum(flink_taskmanager_job_task_numRecordsInPerSecond{{{name}}})") >= 0
     assert value(f"sum(flink_taskmanager_job_task_operator_pendingRecords{{{name}}})") >= 0  # the source's lag
-    assert value(f'sum(sensorops_consumer_lag{{group="{job.group_id}", topic="{job.source_topic}"}})') >= 0
-    dead = f'kafka_server_topic_messages_in_total{{topic="{job.dead_letter_topic}"}}'
-    assert value(f"{dead} >= {len(DEAD_LETTERS)}") >= len(DEAD_LETTERS)
+    group = f'group="{stream_job.group_id}", topic="{stream_job.source_topic}"'
+    assert value(f"sum(sensorops_consumer_lag{{{group}}})") >= 0
+    dead = f'kafka_server_topic_messages_in_total{{topic="{stream_job.dead_letter_topic}"}}'
+    assert value(f"{dead} >= {len(dead_letters)}") >= len(dead_letters)
     champion = value('sensorops_model_alias_version{alias="champion"}')
     assert champion == int(registry.current_champion() or 0)
 
@@ -92,16 +69,16 @@ def firing(alertname: str) -> list[dict[str, Any]]:
     return [a for a in alerts if a["labels"].get("alertname") == alertname and a["state"] == "firing"]
 
 
-def test_a_cancelled_job_fires_job_not_running(job):
-    stream.cancel(job.name)
+def test_a_cancelled_job_fires_job_not_running(stream_job):
+    stream.cancel(stream_job.name)
     alerts = wait_until(
         lambda: firing("FlinkJobNotRunning"),
-        lambda found: any(a["labels"]["job_name"] == flink_label(job.name) for a in found),
+        lambda found: any(a["labels"]["job_name"] == flink_label(stream_job.name) for a in found),
         timeout=75,
         interval=2,
         message="FlinkJobNotRunning did not fire",
     )
-    mine = next(a for a in alerts if a["labels"]["job_name"] == flink_label(job.name))
+    mine = next(a for a in alerts if a["labels"]["job_name"] == flink_label(stream_job.name))
     assert re.search(r"is not running", mine["annotations"]["summary"])
 
 

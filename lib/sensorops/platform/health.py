@@ -59,6 +59,11 @@ def prometheus_url() -> str:
     return os.environ.get("PROMETHEUS_URL", f"http://127.0.0.1:{PORTS['prometheus']}").rstrip("/")
 
 
+def dashboard_url() -> str:
+    """Where the dashboard (`sensorops monitor dashboard`) answers: `DASHBOARD_URL`, else the local platform's."""
+    return os.environ.get("DASHBOARD_URL", f"http://127.0.0.1:{PORTS['dashboard']}").rstrip("/")
+
+
 def _port_open(url: str, timeout: float) -> bool:
     """A TCP connect first, so that a stopped service fails in milliseconds rather than after client retries."""
     hostport = url.split(",")[0]

@@ -31,18 +31,19 @@ PORTS = {
     "pushgateway": 9091,
     "kafka-metrics": 9404,
     "monitor-exporter": 9464,
+    "dashboard": 8050,
 }
 """Every port a service listens on. SeaweedFS's HTTP and gRPC ports other than `s3` take only clients that present
 the platform's certificate (see `seaweedfs`); every one of them is set explicitly, so that none moves or is added
 by a default. The Pushgateway (where Flink pushes its metrics), `kafka-metrics` and the exporter serve Prometheus'
-scrapes."""
+scrapes; `dashboard` serves the page drawn from Prometheus."""
 PROGRAMS = {
     "s3": ("s3",),
     "kafka": ("kafka",),
     "flink": ("flink-jobmanager", "flink-taskmanager"),
     "mlflow": ("mlflow",),
     "airflow": ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"),
-    "prometheus": ("prometheus", "pushgateway", "monitor-exporter"),
+    "prometheus": ("prometheus", "pushgateway", "monitor-exporter", "dashboard"),
 }
 
 

@@ -208,7 +208,11 @@ def status() -> list[ServiceStatus]:
     for name in health.SERVICES:
         h = health.check(name, timeout=2.0)
         pids = tuple(infos[p]["pid"] for p in PROGRAMS[name] if p in infos and infos[p]["pid"])
-        rows.append(ServiceStatus(name, h.ok, h.url, pids, h.version if h.ok else h.detail))
+        detail = h.version if h.ok else h.detail
+        if name == "prometheus":  # the dashboard draws from Prometheus: it shares its row
+            url = health.dashboard_url()
+            detail += f"; dashboard {url}" + ("" if health._port_open(url, 2.0) else " (not answering)")
+        rows.append(ServiceStatus(name, h.ok, h.url, pids, detail))
     return rows
 
 
