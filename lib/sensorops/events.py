@@ -7,15 +7,16 @@ One event is a JSON object (schema version 1, `schemas/sensor_event.schema.json`
      "location": {"building": ..., "floor": ..., "room": ...},
      "device_info": {"model": ..., "firmware_version": ..., "battery_level": ...}}
 
-`serialize` writes a DataFrame of events (`COLUMNS`) without building a dict per event. `read_event` decodes and
-checks one raw value, parsing it once: the stream job calls it for every record (as its Python UDF) and batch code
-calls it through `split_payloads`, so stream and batch cannot disagree on what is valid.
+`serialize` writes a DataFrame of events (`COLUMNS`) without building a dict per event. `read_events` decodes and
+checks a batch of raw values, parsing each once: the stream job calls it for every batch of records (its pandas UDF),
+batch code through `split_payloads` and `read_event` (a batch of one), so stream and batch cannot disagree on what is
+valid.
 
 Validity (anything else is a dead letter, with one of `DEAD_LETTER_REASONS`): the payload is a JSON object;
 `sensor_id` and `timestamp` are present and not null; `sensor_id` is a non-empty string; `timestamp` is a string
 `YYYY-MM-DDTHH:MM:SS[.f]Z` naming a real instant after 1970-01-01T00:00:00Z; temperature, humidity and pressure
 are each a JSON number, null, or absent. Optional descriptive fields (location, device_info, is_anomaly,
-anomaly_type) of the wrong type become null.
+anomaly_type) of the wrong type become null, and so does a floor that does not fit a 32-bit integer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -84,11 +85,16 @@ EVENT_COLUMNS = [FLAT_NAMES.get(c, c) for c in COLUMNS]
 _TS_RE = re.compile(TIMESTAMP_PATTERN)
 _EPOCH = datetime(1970, 1, 1)
 _ONE_MS = timedelta(milliseconds=1)
+INT_RANGE = (-(2**31), 2**31 - 1)
+"""A `floor` outside this range (a 32-bit INT in Flink) becomes null, like a floor of the wrong type."""
+
+READ_FIELDS = ("sensor_id", "event_ms", *EVENT_COLUMNS[2:])
+"""A valid event as `read_events` returns it: `EVENT_COLUMNS` with `event_ms` (epoch milliseconds) for `event_time`."""
 
 
 def epoch_ms(value: Any) -> int | None:
     """Epoch milliseconds of an ISO-8601 UTC timestamp string (truncated to milliseconds); None if it is not one."""
-    if not isinstance(value, str) or not _TS_RE.match(value):
+    if not isinstance(value, str) or not _TS_RE.fullmatch(value):  # fullmatch: `$` would let a final newline in
         return None
     try:  # the pattern fixed every digit's position; datetime() rejects days that do not exist
         base = datetime(
@@ -115,27 +121,98 @@ def in_time_range(ms: float) -> bool:
     return EARLIEST_MS <= ms <= time.time() * 1000 + MAX_AHEAD_MS
 
 
-def _invalid_reason(obj: Any) -> str | None:
-    """Why a decoded JSON value is not a valid event (one of `DEAD_LETTER_REASONS`), or None."""
+def read_events(
+    payloads: Sequence[bytes | str | None],
+    keys: Sequence[bytes | None] | None = None,
+    max_bytes: int = MAX_VALUE_BYTES,
+    max_key_bytes: int = MAX_KEY_BYTES,
+) -> tuple[list[str | None], list[tuple[Any, ...] | None]]:
+    """Decode and check raw Kafka values (and the sizes of their keys), each parsed once: per record, its dead-letter
+    reason (one of `DEAD_LETTER_REASONS`) or None, and its flat event (a tuple of `READ_FIELDS`) or None.
+
+    The one definition of what is valid: the stream job calls it for each batch of records (its pandas UDF), batch
+    code through `split_payloads` and `read_event`. No value makes it raise. A batch reads the clock once.
+    """
+    latest_ms = time.time() * 1000 + MAX_AHEAD_MS
+    reasons: list[str | None] = []
+    rows: list[tuple[Any, ...] | None] = []
+    for payload, key in zip(payloads, keys if keys is not None else itertools.repeat(None)):
+        reason, row = _read(payload, key, max_bytes, max_key_bytes, latest_ms)
+        reasons.append(reason)
+        rows.append(row)
+    return reasons, rows
+
+
+def _read(
+    payload: bytes | str | None,
+    key: bytes | None,
+    max_bytes: int,
+    max_key_bytes: int,
+    latest_ms: float,
+) -> tuple[str | None, tuple[Any, ...] | None]:
+    """One record (`read_events`): the rules, in the order they decide a dead letter's reason."""
+    if (payload is not None and len(payload) > max_bytes) or (key is not None and len(key) > max_key_bytes):
+        return "too_large", None
+    try:
+        obj = orjson.loads(payload)  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, TypeError):
+        return ("invalid_encoding" if _not_utf8(payload) else "invalid_json"), None
     if not isinstance(obj, dict):
-        return "invalid_json"
-    if obj.get("sensor_id") is None or obj.get("timestamp") is None:
-        return "missing_field"
-    sensor_id = obj["sensor_id"]
-    if not isinstance(sensor_id, str) or not sensor_id:
-        return "wrong_type"
-    ms = epoch_ms(obj["timestamp"])
+        return "invalid_json", None
+    sensor_id, stamp = obj.get("sensor_id"), obj.get("timestamp")
+    if sensor_id is None or stamp is None:
+        return "missing_field", None
+    if not isinstance(sensor_id, str) or not sensor_id or not isinstance(stamp, str):
+        return "wrong_type", None
+    ms = epoch_ms(stamp)
     if ms is None:
-        return "wrong_type"
-    if not in_time_range(ms):
-        return "out_of_range"
-    for channel in CHANNELS:
-        value = obj.get(channel)
-        if value is not None and not _is_number(value):
-            return "wrong_type"
-        if value is not None and abs(value) > MAX_ABS_READING:
-            return "out_of_range"
+        return "wrong_type", None
+    if not EARLIEST_MS <= ms <= latest_ms:
+        return "out_of_range", None
+    readings = (obj.get("temperature"), obj.get("humidity"), obj.get("pressure"))
+    for value in readings:
+        if value is not None:
+            if not _is_number(value):
+                return "wrong_type", None
+            if abs(value) > MAX_ABS_READING:
+                return "out_of_range", None
+    t, h, p = readings
+    floats = (None if t is None else float(t), None if h is None else float(h), None if p is None else float(p))
+    return None, _flat_row(obj, sensor_id, ms, floats)
+
+
+def _text(value: Any) -> str | None:
+    """A descriptive text field as the stream reads it: a string, a number or a boolean as text; else None."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
     return None
+
+
+def _flat_row(
+    event: Mapping[str, Any], sensor_id: str, ms: int | None, readings: tuple[float | None, ...]
+) -> tuple[Any, ...]:
+    """A checked event, its readings already floats or None, as a tuple of `READ_FIELDS`: descriptive fields of the
+    wrong type become None."""
+    location, device = event.get("location"), event.get("device_info")
+    location = location if isinstance(location, dict) else {}
+    device = device if isinstance(device, dict) else {}
+    anomaly, floor, battery = event.get("is_anomaly"), location.get("floor"), device.get("battery_level")
+    in_range = isinstance(floor, int) and not isinstance(floor, bool) and INT_RANGE[0] <= floor <= INT_RANGE[1]
+    return (
+        sensor_id,
+        ms,
+        *readings,
+        anomaly is True or anomaly == "true",
+        _text(event.get("anomaly_type")) or "none",
+        _text(location.get("building")),
+        floor if in_range else None,
+        _text(location.get("room")),
+        _text(device.get("model")),
+        _text(device.get("firmware_version")),
+        float(battery) if _is_number(battery) else None,
+    )
 
 
 def read_event(
@@ -144,21 +221,10 @@ def read_event(
     key: bytes | None = None,
     max_key_bytes: int = MAX_KEY_BYTES,
 ) -> tuple[str | None, dict[str, Any] | None]:
-    """Decode and check one raw Kafka value (and the size of its key), parsing it once: (dead-letter reason, None)
-    or (None, flat event).
-
-    The flat event has `EVENT_COLUMNS`, except `event_ms` (epoch milliseconds) in place of `event_time`.
-    The stream job calls this for every record (as a Python UDF); batch code calls it through `split_payloads`.
-    No value makes it raise.
-    """
-    if (payload is not None and len(payload) > max_bytes) or (key is not None and len(key) > max_key_bytes):
-        return "too_large", None
-    try:
-        obj = orjson.loads(payload)  # type: ignore[arg-type]
-    except (orjson.JSONDecodeError, TypeError):
-        return ("invalid_encoding" if _not_utf8(payload) else "invalid_json"), None
-    reason = _invalid_reason(obj)
-    return (reason, None) if reason else (None, _flat_event(obj))
+    """One raw Kafka value (and its key), read by `read_events`: (dead-letter reason, None) or (None, flat event),
+    the flat event a dict of `READ_FIELDS`."""
+    reasons, rows = read_events([payload], [key], max_bytes, max_key_bytes)
+    return reasons[0], None if rows[0] is None else dict(zip(READ_FIELDS, rows[0]))
 
 
 def _not_utf8(payload: bytes | str | None) -> bool:
@@ -171,15 +237,29 @@ def _not_utf8(payload: bytes | str | None) -> bool:
     return False
 
 
-def dead_letter_text(payload: bytes | str | None) -> str:
+def kept_bytes(max_bytes: int = MAX_VALUE_BYTES) -> int:
+    """How much of a raw value decides what becomes of it: cut to this many bytes, a value gets the same reason
+    (`read_events` with `max_bytes`) and the same dead letter (`dead_letter_text`) as whole. The stream job hands its
+    UDF no more, so that a run of huge records cannot fill the memory of a batch."""
+    return max(max_bytes + 1, _TEXT_BYTES)
+
+
+_TEXT_BYTES = 4 * DEAD_LETTER_PAYLOAD_CHARS + 4
+"""Bytes that hold the first `DEAD_LETTER_PAYLOAD_CHARS` characters of any value, and the 3 bytes a decoder may read
+past the last of them."""
+
+
+def dead_letter_text(payload: bytes | str | None, max_bytes: int = MAX_VALUE_BYTES) -> str:
     """What a dead letter keeps of a rejected value: its text (bytes that are not UTF-8 as `\\xNN` escapes), cut to
-    `DEAD_LETTER_PAYLOAD_CHARS` with a note of the full size, so that a dead letter is never too large to write."""
+    `DEAD_LETTER_PAYLOAD_CHARS` with a note of its size (or, above `max_bytes`, of that limit), so that a dead letter is
+    never too large to write. The same for the value cut to `kept_bytes(max_bytes)`."""
     if payload is None:
         return ""
-    text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
+    text = payload[:_TEXT_BYTES].decode("utf-8", "backslashreplace") if isinstance(payload, bytes) else payload
     if len(text) <= DEAD_LETTER_PAYLOAD_CHARS:
         return text
-    return f"{text[:DEAD_LETTER_PAYLOAD_CHARS]}... [cut: {len(payload):,} bytes in all]"
+    size = f"more than {max_bytes:,} bytes" if len(payload) > max_bytes else f"{len(payload):,} bytes in all"
+    return f"{text[:DEAD_LETTER_PAYLOAD_CHARS]}... [cut: {size}]"
 
 
 def dead_letter_reason(payload: bytes | str | None) -> str | None:
@@ -187,53 +267,12 @@ def dead_letter_reason(payload: bytes | str | None) -> str | None:
     return read_event(payload)[0]
 
 
-def _field(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else None
-
-
-def _scalar(value: Any, kind: type) -> Any:
-    """A descriptive field as the stream reads it: the right type or None."""
-    if kind is str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (str, int, float)):
-            return str(value)
-        return None
-    if kind is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-    if kind is float:
-        return float(value) if _is_number(value) else None
-    return None
-
-
-def _flat_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    location, device = event.get("location"), event.get("device_info")
-    anomaly = event.get("is_anomaly")
-    return {
-        "sensor_id": event["sensor_id"],
-        "event_ms": epoch_ms(event["timestamp"]),
-        "temperature": _scalar(event.get("temperature"), float),
-        "humidity": _scalar(event.get("humidity"), float),
-        "pressure": _scalar(event.get("pressure"), float),
-        "is_anomaly": anomaly is True or anomaly == "true",
-        "anomaly_type": _scalar(event.get("anomaly_type"), str) or "none",
-        "building": _scalar(_field(location, "building"), str),
-        "floor": _scalar(_field(location, "floor"), int),
-        "room": _scalar(_field(location, "room"), str),
-        "device_model": _scalar(_field(device, "model"), str),
-        "firmware_version": _scalar(_field(device, "firmware_version"), str),
-        "battery_level": _scalar(_field(device, "battery_level"), float),
-    }
-
-
-def _with_event_time(row: dict[str, Any]) -> dict[str, Any]:
-    row["event_time"] = pd.Timestamp(row.pop("event_ms"), unit="ms", tz="UTC")
-    return row
-
-
 def flatten_event(event: Mapping[str, Any]) -> dict[str, Any]:
     """One valid event (nested, as on the topic) as a flat row of `EVENT_COLUMNS`."""
-    return _with_event_time(_flat_event(event))
+    readings = tuple(float(r) if _is_number(r) else None for r in (event.get(c) for c in CHANNELS))
+    row = dict(zip(READ_FIELDS, _flat_row(event, event["sensor_id"], epoch_ms(event["timestamp"]), readings)))
+    row["event_time"] = pd.Timestamp(row.pop("event_ms"), unit="ms", tz="UTC")
+    return row
 
 
 def split_payloads(
@@ -241,14 +280,12 @@ def split_payloads(
 ) -> tuple[pd.DataFrame, list[tuple[bytes | str, str]]]:
     """Raw Kafka values (and their keys, if given), in arrival order, as (flat valid events, [(payload, reason)]
     dead letters)."""
-    rows, dead = [], []
-    for payload, key in zip(payloads, keys if keys is not None else itertools.repeat(None)):
-        reason, row = read_event(payload, key=key)
-        if reason:
-            dead.append((payload, reason))
-        else:
-            rows.append(_with_event_time(row))
-    return events_frame(rows), dead
+    payloads = list(payloads)
+    reasons, rows = read_events(payloads, None if keys is None else list(keys))
+    frame = pd.DataFrame([row for row in rows if row is not None], columns=list(READ_FIELDS))
+    frame.insert(1, "event_time", pd.to_datetime(frame.pop("event_ms").astype("int64"), unit="ms", utc=True))
+    dead = [(payload, reason) for payload, reason in zip(payloads, reasons) if reason is not None]
+    return _typed(frame), dead
 
 
 def events_frame(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
@@ -258,7 +295,10 @@ def events_frame(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataF
     else:
         records = list(events)
     rows = [r if "event_time" in r else flatten_event(r) for r in records]
-    frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    return _typed(pd.DataFrame(rows, columns=EVENT_COLUMNS))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True).astype("datetime64[ms, UTC]")
     for col in ("temperature", "humidity", "pressure", "battery_level"):
         frame[col] = frame[col].astype("float64")

@@ -320,6 +320,35 @@ def wait_running(job_id: str, timeout: float = 90.0) -> JobStatus:
     return status(job_id=job_id)
 
 
+def wait_finished(job_id: str, timeout: float = 1800.0) -> JobStatus:
+    """Wait until a job with bounded sources has finished; raise if it fails or is cancelled instead."""
+    final = wait_until(
+        lambda: status(job_id=job_id),
+        lambda s: s.state in FINAL_STATES,
+        timeout=timeout,
+        interval=1,
+        message=lambda s: f"job {job_id} is still {s.state} after {timeout:.0f} s",
+    )
+    if final.state != "FINISHED":
+        raise UserError(f"job {job_id} ended {final.state}, not FINISHED; see the Flink UI")
+    return final
+
+
+def task_times(job_id: str) -> list[dict[str, float]]:
+    """When each subtask of a job entered each state (`DEPLOYING`, `INITIALIZING`, `RUNNING`, `FINISHED`, ...), in
+    epoch seconds: exact instants, unlike metrics, which the REST API refreshes every 10 s."""
+    found = []
+    for vertex in _rest(f"/jobs/{job_id}").get("vertices", []):
+        for subtask in _rest(f"/jobs/{job_id}/vertices/{vertex['id']}/subtasktimes").get("subtasks", []):
+            found.append({state: ms / 1000 for state, ms in subtask.get("timestamps", {}).items() if ms > 0})
+    return found
+
+
+def vertex_records(job_id: str) -> dict[str, int]:
+    """Records each vertex of a job read (its `read-records`), by vertex name; final once the job has ended."""
+    return {v["name"]: int(v.get("metrics", {}).get("read-records", 0)) for v in _rest(f"/jobs/{job_id}")["vertices"]}
+
+
 def cancel(name: str, timeout: float = 60.0) -> JobStatus | None:
     """Cancel the active job called `name`, remembering its latest checkpoint for the next submission.
 

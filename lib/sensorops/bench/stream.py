@@ -1,24 +1,41 @@
-"""Benchmark of the stream job: sustained throughput and produce-to-feature latency (`sensorops bench stream`).
+"""Benchmark of the stream job against the engine's own limit, and its produce-to-feature latency
+(`sensorops bench stream`).
 
-Throughput: a backlog of events is produced first, then a fresh job drains it with every sink on; the rate is
-records read per second between the first and the last record. Latency: events are offered at a steady rate
-with `timestamp` = the moment they are sent; a consumer of the features topic measures arrival - timestamp.
+Throughput: a backlog of events is produced once; two jobs drain it in turn, each with a bounded source (it reads
+what the topic holds when it starts, then finishes), at the same parallelism:
+- the project's job (`stream.run_job`), every sink and the archive on;
+- the reference: the same feature SQL (`features.flink_sql`) over a source in Flink's native `json` format, with no
+  Python and no dead-letter branch, into a `blackhole` sink (`run_reference`): what Flink itself does with the work.
+Each rate is an exact count over exact instants: from the moment every task of the job runs (Flink's subtask
+times) to the last feature row, which is the last record's timestamp on the features topic for the project's job
+(a non-transactional sink: records carry the time they were sent) and the moment the blackhole's tasks finished for
+the reference (which takes no checkpoints, so nothing delays its end). Flink's REST metrics refresh every 10 s and
+would be off by up to 20 % on runs this short.
+
+Latency: events are offered at a steady rate with `timestamp` = the moment they are sent; a consumer of the
+features topic measures arrival - timestamp.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import orjson
 
-from sensorops import events, flink, generator, kafka_io, stream
+from sensorops import events, features, flink, generator, kafka_io, stream
 from sensorops.errors import UserError
+from sensorops.stream import job as stream_job
 from sensorops.waiting import wait_until
+
+REFERENCE_JOB_FILE = Path(__file__).parents[1] / "jobs" / "stream_reference.py"
+REFERENCE = "the same feature SQL, native json source, blackhole sink"
 
 
 @dataclass
@@ -33,36 +50,140 @@ class LatencyReport:
     samples: list[float] = field(default_factory=list, repr=False)
 
 
-def throughput(n_events: int = 1_000_000, n_sensors: int = 100, parallelism: int = 1) -> dict[str, float]:
-    """Events per second the job sustains draining a backlog of `n_events`, archive and all sinks on."""
-    cfg = stream.StreamJobConfig.scratch("bench", uuid.uuid4().hex[:8], parallelism=parallelism)
-    duration = n_events * 0.5 / n_sensors
-    kafka_io.produce(
-        generator.simulate(n_sensors=n_sensors, duration_s=duration, seed=7), topic=cfg.source_topic, workers=2
+@dataclass(frozen=True)
+class Drain:
+    """One job draining the backlog: feature rows it wrote, seconds from all its tasks running to its last row."""
+
+    job: str
+    rows: int
+    seconds: float
+    events_per_s: float
+    job_s: float
+    """The job's whole life by the REST API (start, the Python workers, the final checkpoint included)."""
+
+
+@dataclass(frozen=True)
+class Throughput:
+    events: int
+    parallelism: int
+    settings: dict[str, str]
+    """Flink configuration given to the project's job on top of its own (`StreamJobConfig.extra`)."""
+    project: Drain
+    reference: Drain
+
+    @property
+    def ratio(self) -> float:
+        return self.project.events_per_s / self.reference.events_per_s
+
+
+def throughput(
+    n_events: int = 1_000_000,
+    n_sensors: int = 100,
+    parallelism: int = 1,
+    settings: dict[str, str] | None = None,
+    timeout_s: float = 1800.0,
+) -> Throughput:
+    """The project's job and the reference draining the same backlog of `n_events` in turn (module docstring)."""
+    tag = uuid.uuid4().hex[:8]
+    settings = dict(settings or {})
+    cfg = stream.StreamJobConfig.scratch("bench", tag, parallelism=parallelism, bounded=True, extra=settings)
+    reference = dataclasses.replace(
+        stream.StreamJobConfig.scratch("benchref", tag, parallelism=parallelism, bounded=True),
+        source_topic=cfg.source_topic,
     )
+    backlog = generator.simulate(n_sensors=n_sensors, duration_s=n_events * 0.5 / n_sensors, seed=7)
     try:
-        job_id, _ = stream.submit(cfg)
-        flink.wait_running(job_id, timeout=120)
-        samples: list[tuple[float, int]] = []  # (monotonic time, records read) once reading has begun
-
-        def records_read() -> int:
-            seen = stream.status(job_id=job_id).records_in
-            if seen:
-                samples.append((time.monotonic(), seen))
-            return seen
-
-        wait_until(
-            records_read,
-            lambda seen: seen >= n_events,
-            timeout=1800,
-            interval=1,
-            message=lambda seen: f"the job read {seen:,} of {n_events:,} events",
-        )
-        (first_t, first_n), (last_t, seen) = samples[0], samples[-1]
-        rate = (seen - first_n) / max(last_t - first_t, 1e-9)
-        return {"events": float(seen), "seconds": last_t - first_t, "events_per_s": rate}
+        stream.prepare(cfg)
+        kafka_io.produce(backlog, topic=cfg.source_topic, workers=2)
+        project = _drain_project(cfg, len(backlog), timeout_s)
+        ref = _drain_reference(reference, len(backlog), timeout_s)
+        return Throughput(len(backlog), parallelism, settings, project, ref)
     finally:
+        flink.cancel(reference.name)
+        flink.forget(reference.name)
         stream.remove(cfg)
+
+
+def _running_since(job_id: str) -> float:
+    """When the last of the job's tasks started running (their operators, the Python workers too, were open)."""
+    return max(t["RUNNING"] for t in flink.task_times(job_id))
+
+
+def _drain(name: str, job_id: str, rows: int, expected: int, last: float, job_s: float) -> Drain:
+    if rows != expected:
+        raise UserError(f"{name} wrote {rows:,} feature rows for {expected:,} events; see the Flink UI")
+    seconds = last - _running_since(job_id)
+    return Drain(name, rows, seconds, rows / seconds, job_s)
+
+
+def _drain_project(cfg: stream.StreamJobConfig, expected: int, timeout_s: float) -> Drain:
+    job_id, _ = stream.submit(cfg, fresh=True)
+    final = flink.wait_finished(job_id, timeout_s)
+    ends = kafka_io.end_offsets(cfg.features_topic, cfg.bootstrap_servers)
+    lasts = {p: end - 1 for p, end in ends.items() if end > 0}
+    found = kafka_io.records(cfg.features_topic, start=lasts, max_records=len(lasts), servers=cfg.bootstrap_servers)
+    last = max((r.timestamp for r in found), default=0) / 1000
+    return _drain(cfg.name, job_id, sum(ends.values()), expected, last, final.duration_s)
+
+
+def _drain_reference(cfg: stream.StreamJobConfig, expected: int, timeout_s: float) -> Drain:
+    job_id, _ = flink.submit(REFERENCE_JOB_FILE, cfg.name, ["--config-json", cfg.to_json()], fresh=True)
+    final = flink.wait_finished(job_id, timeout_s)
+    sinks = {name: n for name, n in flink.vertex_records(job_id).items() if "reference_sink" in name}
+    last = max(t["FINISHED"] for t in flink.task_times(job_id))
+    return _drain(cfg.name, job_id, sum(sinks.values()), expected, last, final.duration_s)
+
+
+def reference_statements(cfg: stream.StreamJobConfig) -> list[str]:
+    """The reference job's SQL: the project's feature SQL over Flink's own JSON decoding, into a blackhole."""
+    source = {
+        "connector": "kafka",
+        "topic": cfg.source_topic,
+        **stream_job.kafka_connection(cfg.bootstrap_servers),
+        "properties.group.id": cfg.group_id,
+        "properties.auto.offset.reset": "earliest",
+        "scan.startup.mode": "group-offsets",
+        "value.format": "json",
+        "value.json.timestamp-format.standard": "ISO-8601",
+        "value.json.ignore-parse-errors": "true",
+    }
+    if cfg.bounded:
+        source["scan.bounded.mode"] = "latest-offset"
+    ts = "`timestamp`"
+    return [
+        f"""CREATE TEMPORARY TABLE json_source (
+  sensor_id STRING, {ts} TIMESTAMP_LTZ(3), temperature DOUBLE, humidity DOUBLE, pressure DOUBLE,
+  is_anomaly BOOLEAN, anomaly_type STRING, location ROW<building STRING, `floor` INT, room STRING>,
+  device_info ROW<model STRING, firmware_version STRING, battery_level DOUBLE>, proc_time AS PROCTIME()
+) {stream_job.with_options(source)}""",
+        f"""CREATE TEMPORARY VIEW events AS
+SELECT sensor_id, {ts} AS event_time, temperature, humidity, pressure, COALESCE(is_anomaly, FALSE) AS is_anomaly,
+  COALESCE(anomaly_type, 'none') AS anomaly_type, location.building AS building, location.`floor` AS `floor`,
+  location.room AS room, device_info.model AS device_model, device_info.firmware_version AS firmware_version,
+  device_info.battery_level AS battery_level,
+  CAST(EXTRACT(EPOCH FROM {ts}) * 1000 + EXTRACT(MILLISECOND FROM {ts}) AS BIGINT) AS event_ms, proc_time
+FROM json_source WHERE sensor_id IS NOT NULL AND {ts} IS NOT NULL""",
+        f"CREATE TEMPORARY TABLE reference_sink (\n  {stream_job.feature_schema()}\n) WITH ('connector' = 'blackhole')",
+        f"INSERT INTO reference_sink {features.flink_sql('events')}",
+    ]
+
+
+def run_reference(cfg: stream.StreamJobConfig) -> None:
+    """Build the reference job and hand it to the cluster (runs inside `flink run -py`). No checkpoints: it has no
+    state to keep, and a bounded job that checkpoints waits for one more before it may finish."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import EnvironmentSettings, StreamTableEnvironment
+
+    env = StreamTableEnvironment.create(
+        StreamExecutionEnvironment.get_execution_environment(), EnvironmentSettings.in_streaming_mode()
+    )
+    for key, value in stream.job_configuration(cfg).items():
+        if not key.startswith(("execution.checkpointing.", "python.")):
+            env.get_config().set(key, value)
+    *ddl, insert = reference_statements(cfg)
+    for statement in ddl:
+        env.execute_sql(kafka_io.with_password(statement))
+    env.execute_sql(insert)
 
 
 def latency(

@@ -26,13 +26,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--kafka-servers", default=None, help="bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
     g.add_argument("--output", default=str(RESULTS / "generate.json"), help="where the figures are written as JSON")
     g.set_defaults(handler=run_generate)
-    s = what.add_parser("stream", help="stream job: sustained events/s and produce-to-feature latency")
+    s = what.add_parser(
+        "stream", help="stream job against pure Flink SQL on the same backlog: events/s, ratio; and latency"
+    )
     s.add_argument("--events", type=int, default=1_000_000, help="backlog for the throughput run (default 1000000)")
     s.add_argument("--rate", type=float, default=1000.0, help="offered events/s for the latency runs (default 1000)")
     s.add_argument("--duration", type=float, default=30.0, help="seconds of each latency run (default 30)")
-    s.add_argument("--parallelism", type=int, default=1)
+    s.add_argument("--parallelism", type=int, default=1, help="of both jobs in the throughput run (default 1)")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Flink configuration for the project's job in the throughput run (repeatable)",
+    )
     s.add_argument("--skip-throughput", action="store_true")
     s.add_argument("--skip-latency", action="store_true")
+    s.add_argument("--output", default=str(RESULTS / "stream.json"), help="where the figures are written as JSON")
     s.set_defaults(handler=run_stream)
     c = what.add_parser("score", help="stream and scoring jobs together: events/s, latency to score and alert, swap")
     c.add_argument("--events", type=int, default=300_000, help="backlog for the throughput run (default 300000)")
@@ -74,19 +84,32 @@ def run_stream(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be a positive number, got {value}")
     if args.parallelism < 1:
         raise UserError(f"--parallelism must be at least 1, got {args.parallelism}")
+    if bad := [s for s in args.set if "=" not in s]:
+        raise UserError(f"--set takes KEY=VALUE, got {bad[0]!r}")
+    settings = dict(s.split("=", 1) for s in args.set)
+    kafka_io.quiet_client_logs()
+    figures: dict = {}
     if not args.skip_throughput:
-        t = stream.throughput(args.events, parallelism=args.parallelism)
-        print(
-            f"throughput  {t['events_per_s']:,.0f} events/s ({t['events']:,.0f} events in {t['seconds']:.1f} s, "
-            f"parallelism {args.parallelism}, all sinks and the archive on)"
-        )
+        t = stream.throughput(args.events, parallelism=args.parallelism, settings=settings)
+        extra = f", {', '.join(f'{k}={v}' for k, v in settings.items())}" if settings else ""
+        print(f"throughput  backlog of {t.events:,} events, parallelism {t.parallelism}{extra}")
+        for label, drain in (("project", t.project), ("reference", t.reference)):
+            print(
+                f"  {label:<10} {drain.events_per_s:>9,.0f} events/s  ({drain.rows:,} feature rows in "
+                f"{drain.seconds:.2f} s; job {drain.job_s:.1f} s in all)"
+            )
+        print(f"  the project's job against {stream.REFERENCE}: {t.ratio:.2f} of the limit")
+        figures["throughput"] = {**dataclasses.asdict(t), "project_to_reference": t.ratio}
     if not args.skip_latency:
+        figures["latency"] = []
         for guarantee in ("at-least-once", "exactly-once"):
             r = stream.latency(args.rate, args.duration, guarantee)
             print(
                 f"latency     {guarantee:<14} offered {r.offered_per_s:,.0f}/s  received {r.received:,}/{r.sent:,}"
                 f"  p50 {r.p50_ms:,.0f} ms  p95 {r.p95_ms:,.0f} ms  p99 {r.p99_ms:,.0f} ms"
             )
+            figures["latency"].append({k: v for k, v in dataclasses.asdict(r).items() if k != "samples"})
+    _write(args.output, figures)
     return 0
 
 

@@ -1,8 +1,9 @@
 """The stream job: Kafka sensor events -> features, window aggregates, dead letters and an S3 archive.
 
 The job is Flink SQL, assembled here (`statements`), with one Python UDF that decodes each record once
-(`parse_event`); it is run by `sensorops/jobs/sensor_stream.py` inside the Flink client. This module only defines
-the job; `stream.control` submits it to the session cluster through `sensorops.flink`.
+(`parse_events`, vectorized: Flink hands it batches of records); it is run by `sensorops/jobs/sensor_stream.py` inside
+the Flink client. This module only defines the job; `stream.control` submits it to the session cluster through
+`sensorops.flink`.
 
 Delivery guarantees, per sink:
 - the archive (FileSink, Parquet on S3) commits files on checkpoints: exactly once, visible at checkpoints;
@@ -21,6 +22,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, Self
+
+import pandas as pd
 
 from sensorops import archive, config, events, features, kafka_io
 from sensorops.errors import UserError
@@ -92,6 +95,13 @@ class StreamJobConfig(JobSettings):
     """A larger record key is a dead letter (`too_large`)."""
     archive: bool = True
     aggregates: bool = True
+    bounded: bool = False
+    """Read only what the source topic holds when the job starts, then finish (a benchmark draining a backlog)."""
+    python_bundle_size: int = 10_000
+    """Records the source hands the Python worker before it waits for all of them to come back (Flink's
+    `python.fn-execution.bundle.size`, 1,000 by default; a bundle also ends after 50 ms, `bundle.time`). At 1,000 the
+    source spent most of its time waiting (thread dumps): draining a 400,000-event backlog on 2 cores, 6,973 events/s
+    against 9,962 at 10,000, within the same quarter of an hour, when the same job with no Python at all ran 10,340."""
 
     def __post_init__(self) -> None:
         for guarantee in (self.features_guarantee, self.kafka_guarantee):
@@ -101,6 +111,8 @@ class StreamJobConfig(JobSettings):
             raise UserError(f"max_value_bytes {self.max_value_bytes} is smaller than one event (about 400 bytes)")
         if self.max_key_bytes < 1:
             raise UserError(f"max_key_bytes must be at least 1, got {self.max_key_bytes}")
+        if self.python_bundle_size < 1:
+            raise UserError(f"python_bundle_size must be at least 1, got {self.python_bundle_size}")
         super().__post_init__()
         self.archive_path = self.archive_path.rstrip("/")
 
@@ -204,40 +216,44 @@ def feature_schema(exclude: tuple[str, ...] = ()) -> str:
     return ",\n  ".join(f"`{c}` {FEATURE_TYPES.get(c, 'DOUBLE')}" for c in features.FEATURE_COLUMNS if c not in exclude)
 
 
-PARSED_FIELDS = ("reason", "dead_letter", "sensor_id", "event_ms", *events.EVENT_COLUMNS[2:])
-"""What `parse_event` returns for each record: the dead-letter reason and what the dead letter keeps of the value
+PARSED_FIELDS = ("reason", "dead_letter", *events.READ_FIELDS)
+"""What `parse_events` returns for each record: the dead-letter reason and what the dead letter keeps of the value
 (`events.dead_letter_text`), or the flat event (both NULL)."""
 
-_EVENT_FIELDS = PARSED_FIELDS[2:]
-_NO_EVENT = (None,) * len(_EVENT_FIELDS)
+_NO_EVENT = (None,) * len(events.READ_FIELDS)
 
 
-def parse_event(
-    payload: bytes | str | None,
-    key: bytes | None = None,
+def parse_events(
+    payloads: pd.Series,
+    keys: pd.Series,
     max_bytes: int = events.MAX_VALUE_BYTES,
     max_key_bytes: int = events.MAX_KEY_BYTES,
-) -> Any:
-    """The job's one Python UDF: decode and check a raw value once (`events.read_event`), as a ROW.
+) -> pd.DataFrame:
+    """The job's one Python UDF, vectorized: decode and check a batch of raw values, each once
+    (`events.read_events`), as a frame of `PARSED_FIELDS`, one row per value.
 
-    The value and key arrive as bytes, so that no record (not UTF-8, too large, not JSON) can fail the job: each
-    becomes a dead letter with its reason.
+    Values and keys arrive as bytes, so that no record (not UTF-8, too large, not JSON) can fail the job: each becomes
+    a dead letter with its reason. Flink hands the UDF a batch at a time (Arrow), not a record at a time: against the
+    same rules in a record-at-a-time UDF, in alternating runs draining a 400,000-event backlog (bundles of 10,000),
+    7,344 and 8,293 events/s against 5,659 and 6,299, with a quarter less CPU in the Python worker.
     """
-    from pyflink.common import Row
+    values = payloads.tolist()
+    reasons, rows = events.read_events(values, keys.tolist(), max_bytes, max_key_bytes)
+    dead = [None if reason is None else events.dead_letter_text(v, max_bytes) for reason, v in zip(reasons, values)]
+    columns = zip(*(_NO_EVENT if row is None else row for row in rows)) if rows else [()] * len(_NO_EVENT)
+    frame = {"reason": reasons, "dead_letter": dead, **dict(zip(events.READ_FIELDS, columns))}
+    return pd.DataFrame({name: pd.Series(column, dtype=object) for name, column in frame.items()})
 
-    reason, event = events.read_event(payload, max_bytes, key, max_key_bytes)
-    if event is None:
-        return Row(reason, events.dead_letter_text(payload), *_NO_EVENT)
-    return Row(None, None, *(event[f] for f in _EVENT_FIELDS))
 
-
-def parse_event_udf(cfg: StreamJobConfig) -> Any:
+def parse_events_udf(cfg: StreamJobConfig) -> Any:
     from pyflink.table.udf import udf
 
     types = {"reason": "STRING", "dead_letter": "STRING", "event_ms": "BIGINT", **FEATURE_TYPES}
     fields = ", ".join(f"`{f}` {types.get(f, 'DOUBLE')}" for f in PARSED_FIELDS)
     limits = cfg.max_value_bytes, cfg.max_key_bytes
-    return udf(lambda payload, key: parse_event(payload, key, *limits), result_type=f"ROW<{fields}>")
+    return udf(
+        lambda payloads, keys: parse_events(payloads, keys, *limits), result_type=f"ROW<{fields}>", func_type="pandas"
+    )
 
 
 @dataclass
@@ -247,7 +263,7 @@ class JobSql:
     source: str
     """The Kafka source table: each value as a raw string, with its partition, offset and timestamp."""
     parse: str
-    """The query that decodes every value once with the `parse_event` UDF (SQL's JSON functions parse the payload
+    """The query that decodes every value once with the `parse_events` UDF (SQL's JSON functions parse the payload
     again for each field they extract). `run_job` gives its rows event time and a watermark: the view `parsed`."""
     watermark: str
     """The watermark of `parsed`: bounded out-of-orderness on `event_time`."""
@@ -272,6 +288,8 @@ def statements(cfg: StreamJobConfig) -> JobSql:
         "key.fields": "record_key",
         "value.fields-include": "EXCEPT_KEY",
     }
+    if cfg.bounded:
+        source["scan.bounded.mode"] = "latest-offset"
     source_ddl = f"""CREATE TEMPORARY TABLE sensor_source (
   record_key BYTES,
   payload BYTES,
@@ -279,9 +297,11 @@ def statements(cfg: StreamJobConfig) -> JobSql:
   kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
 ) {with_options(source)}"""
+    # The UDF gets no more of a value (or key) than decides its fate: a run of huge records cannot fill a batch.
+    value, key = f"VARBINARY({events.kept_bytes(cfg.max_value_bytes)})", f"VARBINARY({cfg.max_key_bytes + 1})"
     parse = (
         "SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
-        "FROM (SELECT *, parse_event(payload, record_key) AS e FROM sensor_source)"
+        f"FROM (SELECT *, parse_events(CAST(payload AS {value}), CAST(record_key AS {key})) AS e FROM sensor_source)"
     )
     ddl = [
         f"""CREATE TEMPORARY VIEW events AS
@@ -379,11 +399,12 @@ def run_job(cfg: StreamJobConfig) -> None:
     env = StreamTableEnvironment.create(
         StreamExecutionEnvironment.get_execution_environment(), EnvironmentSettings.in_streaming_mode()
     )
-    for key, value in job_configuration(cfg).items():
+    settings = {"python.fn-execution.bundle.size": str(cfg.python_bundle_size), **job_configuration(cfg)}
+    for key, value in settings.items():
         env.get_config().set(key, value)
     sql = statements(cfg)
     env.execute_sql(kafka_io.with_password(sql.source))
-    env.create_temporary_function("parse_event", parse_event_udf(cfg))
+    env.create_temporary_function("parse_events", parse_events_udf(cfg))
     # SQL declares watermarks only on tables, so the decoded rows pass through a stream that gets one.
     timed = Schema.new_builder().column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(event_ms, 0), 3)")
     timed = timed.column_by_expression("proc_time", "PROCTIME()").watermark("event_time", sql.watermark).build()
