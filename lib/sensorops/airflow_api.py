@@ -58,11 +58,15 @@ class AirflowClient:
         )
         return found.json()
 
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause a DAG (its schedule starts no run) or unpause it."""
+        self.session.patch(
+            f"{self.base}/dags/{dag_id}", json={"is_paused": paused}, timeout=self.timeout
+        ).raise_for_status()
+
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         """Start a run (unpausing the DAG if needed); return its run id."""
-        self.session.patch(
-            f"{self.base}/dags/{dag_id}", json={"is_paused": False}, timeout=self.timeout
-        ).raise_for_status()
+        self.set_paused(dag_id, False)
         response = self.session.post(
             f"{self.base}/dags/{dag_id}/dagRuns",
             json={"logical_date": None, "conf": conf or {}},

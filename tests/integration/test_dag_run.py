@@ -4,7 +4,9 @@ run again."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -120,3 +122,59 @@ def test_when_the_operator_owns_the_jobs_the_steps_only_check_them(full_run: dic
         with config.temporary_environment({"FLINK_SCORING_REST_URL": "http://127.0.0.1:9"}):
             with pytest.raises(ServiceUnavailable, match="127.0.0.1:9"):  # the scoring job's own cluster is asked
                 pipeline.run_step("ensure_scoring_job", ctx)
+
+
+WATCH_ID = "sensor_drift_watch"
+
+
+@pytest.fixture
+def watch(client: AirflowClient, full_run: dict) -> Iterator[Callable[[dict], dict]]:
+    """Run `sensor_drift_watch` once over the window that holds the full run's batch, then pause it again, so that its
+    schedule starts nothing during the rest of the tests."""
+    client.wait_for_dag(WATCH_ID)
+    minutes = (time.time() - full_run["started"]) / 60 + 2
+
+    def run(conf: dict) -> dict:
+        run_id = client.trigger(WATCH_ID, conf={"minutes": minutes, **conf})
+        finished = client.wait_for_run(WATCH_ID, run_id, timeout_s=600)
+        finished["states"] = {t["task_id"]: t["state"] for t in finished["tasks"]}
+        finished["summary"] = client.xcom(WATCH_ID, run_id, "check_drift")
+        finished["run_id"], finished["minutes"] = run_id, minutes
+        return finished
+
+    try:
+        yield run
+    finally:
+        client.set_paused(WATCH_ID, True)
+
+
+def test_the_watch_does_not_retrain_when_nothing_drifted(watch, client: AirflowClient) -> None:
+    runs_before = client.get(f"/dags/{DAG_ID}/dagRuns", limit=1)["total_entries"]
+    done = watch({"threshold": 1000.0})
+    assert done["state"] == "success"
+    assert done["states"] == {"check_drift": "success", "drifted": "success", "retrain": "skipped"}
+    assert done["summary"]["drift_detected"] is False and done["summary"]["columns"] > 0
+    assert client.get(f"/dags/{DAG_ID}/dagRuns", limit=1)["total_entries"] == runs_before
+
+
+def test_the_watch_retrains_on_the_recent_records_when_they_drifted(watch, client: AirflowClient) -> None:
+    """A threshold no score stays under: the check finds drift, and the pipeline run it starts takes the records of
+    the window (the full run's batch) as its batch, trains, and decides on promotion."""
+    done = watch({"threshold": 1e-9, "decide_on": "all", "retrain_conf": {"models": MODELS}})
+    assert done["states"] == {"check_drift": "success", "drifted": "success", "retrain": "success"}
+    assert done["summary"]["drift_detected"] is True
+    retrain_id = client.xcom(WATCH_ID, done["run_id"], "retrain", key="trigger_run_id")
+    retrain = client.get(f"/dags/{DAG_ID}/dagRuns/{retrain_id}")
+    assert retrain["conf"] == {"models": MODELS, "source": "recent", "recent_minutes": done["minutes"]}
+    finished = client.wait_for_run(DAG_ID, retrain_id, timeout_s=1200)
+    failed = {t["task_id"]: t["state"] for t in finished["tasks"] if t["state"] != "success"}
+    assert finished["state"] == "success", failed
+    batch = client.xcom(DAG_ID, retrain_id, "generate_batch")
+    assert batch["produce_seconds"] == 0.0, "a recent batch produces nothing"
+    assert batch["events"] >= 3000 and batch["acknowledged"] == batch["events"]
+    validation = client.xcom(DAG_ID, retrain_id, "validate_data")
+    assert validation["counts"]["archived"] + validation["counts"]["dead_letters"] == batch["events"]
+    promotion = client.xcom(DAG_ID, retrain_id, "promote_model")
+    assert promotion["champion_version"] is not None, "the full run's model was the champion to beat"
+    champion = registry.current_champion(promotion["model_name"])
+    assert (champion == promotion["version"]) == promotion["promoted"], promotion["reason"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +25,9 @@ from kafka import KafkaProducer
 from prometheus_client import delete_from_gateway
 
 from sensorops import config
-from sensorops.monitoring import dashboard, drift, drift_report
+from sensorops.monitoring import dashboard, drift, drift_report, promql
 from sensorops.monitoring.dashboard import PANELS, Panel
-from sensorops.platform.health import dashboard_url, prometheus_url
+from sensorops.platform.health import dashboard_url
 from sensorops.platform.layout import PORTS
 from sensorops.waiting import wait_until
 
@@ -50,20 +49,8 @@ def flink_label(name: str) -> str:
 
 def has_data(panel: Panel) -> bool:
     """Whether Prometheus has a value for any of the panel's queries in the dashboard's window."""
-    end = time.time()
-    for query in panel.queries:
-        params = {"query": query.expr, "start": end - dashboard.WINDOW_S, "end": end, "step": dashboard.STEP_S}
-        response = requests.get(f"{prometheus_url()}/api/v1/query_range", params=params, timeout=10)
-        response.raise_for_status()
-        if any(s["values"] for s in response.json()["data"]["result"]):
-            return True
-    return False
-
-
-def instant(expr: str) -> list[dict]:
-    response = requests.get(f"{prometheus_url()}/api/v1/query", params={"query": expr}, timeout=10)
-    response.raise_for_status()
-    return response.json()["data"]["result"]
+    minutes = dashboard.WINDOW_S / 60
+    return any(not promql.series(q.expr, minutes, dashboard.STEP_S).empty for q in panel.queries)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +71,7 @@ def site(settings) -> str:
 def drift_scores() -> Iterator[None]:
     """PSI per column in Prometheus: the platform's last `sensorops drift check`, else a check of a window without
     drift that this test pushes (and deletes afterwards, so that the platform's state is left as it was)."""
-    if instant("sensorops_drift_psi"):
+    if promql.instant("sensorops_drift_psi"):
         yield
         return
     rng = np.random.default_rng(5)
@@ -95,7 +82,7 @@ def drift_scores() -> Iterator[None]:
     gateway = f"127.0.0.1:{PORTS['pushgateway']}"
     drift_report.push(report, gateway)
     try:
-        wait_until(lambda: instant("sensorops_drift_psi"), timeout=60, interval=2, message="no drift scores")
+        wait_until(lambda: promql.instant("sensorops_drift_psi"), timeout=60, interval=2, message="no drift scores")
         yield
     finally:
         delete_from_gateway(gateway, job=drift_report.PUSH_JOB)
@@ -107,7 +94,7 @@ def fed(settings, stream_job, dead_letters, drift_scores) -> str:
     once more after Prometheus first saw the topic's counter: a rate counts only what arrives after that."""
     job = flink_label(stream_job.name)
     dead = f'kafka_server_topic_messages_in_total{{topic="{stream_job.dead_letter_topic}"}}'
-    wait_until(lambda: instant(dead), timeout=90, interval=2, message=f"Prometheus has no {dead}")
+    wait_until(lambda: promql.instant(dead), timeout=90, interval=2, message=f"Prometheus has no {dead}")
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     for bad in dead_letters:
         producer.send(stream_job.source_topic, bad)
@@ -119,7 +106,7 @@ def fed(settings, stream_job, dead_letters, drift_scores) -> str:
         f'sensorops:consumer_group_lag:sum{{group="{stream_job.group_id}"}}',
     ]
     for expr in wanted:
-        wait_until(lambda e=expr: instant(e), timeout=90, interval=2, message=f"Prometheus has no {expr}")
+        wait_until(lambda e=expr: promql.instant(e), timeout=90, interval=2, message=f"Prometheus has no {expr}")
     return job
 
 

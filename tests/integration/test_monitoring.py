@@ -13,7 +13,7 @@ import requests
 from prometheus_client import delete_from_gateway
 
 from sensorops import registry, stream
-from sensorops.monitoring import drift, drift_report
+from sensorops.monitoring import drift, drift_report, promql
 from sensorops.platform.health import prometheus_url
 from sensorops.platform.layout import PORTS
 from sensorops.waiting import wait_until
@@ -21,16 +21,9 @@ from sensorops.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 
-def query(expr: str) -> list[dict[str, Any]]:
-    """An instant query's result vector."""
-    response = requests.get(f"{prometheus_url()}/api/v1/query", params={"query": expr}, timeout=10)
-    response.raise_for_status()
-    return response.json()["data"]["result"]
-
-
 def value(expr: str, timeout: float = 60) -> float:
     """The first value of `expr` once Prometheus has one (after a scrape of the new series)."""
-    found = wait_until(lambda: query(expr), timeout=timeout, interval=2, message=f"no value for {expr}")
+    found = wait_until(lambda: promql.instant(expr), timeout=timeout, interval=2, message=f"no value for {expr}")
     return float(found[0]["value"][1])
 
 
@@ -64,9 +57,7 @@ def test_the_pipeline_series_have_values_while_the_job_runs(stream_job, dead_let
 
 def firing(alertname: str) -> list[dict[str, Any]]:
     """The alerts called `alertname` that fire now."""
-    response = requests.get(f"{prometheus_url()}/api/v1/alerts", timeout=10)
-    alerts = response.json()["data"]["alerts"]
-    return [a for a in alerts if a["labels"].get("alertname") == alertname and a["state"] == "firing"]
+    return promql.alerts(alertname, "firing")
 
 
 def test_a_cancelled_job_fires_job_not_running(stream_job):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sensorops import config, events, features, generator, pipeline
+from sensorops import cli, config, events, features, generator, pipeline
 from sensorops.errors import EXIT_FAILED, EXIT_USER_ERROR, ServiceUnavailable, UserError
 from sensorops.pipeline import batch as batch_module
 from sensorops.pipeline import checks
@@ -48,9 +48,27 @@ PARSE = textwrap.dedent(
         bag = DagBag(dag_folder=sys.argv[1])
         out = results[mode] = {"errors": {k: str(v) for k, v in bag.import_errors.items()},
                                "dags": sorted(bag.dags), "tasks": {}}
+        watch = bag.dags.get("sensor_drift_watch")
+        if watch is not None:
+            env = watch.get_template_env()
+            out["watch"] = {
+                "paused": watch.is_paused_upon_creation, "schedule": watch.timetable.summary,
+                "max_active_runs": watch.max_active_runs, "params": watch.params.dump(),
+                "tasks": {t.task_id: {"type": type(t).__name__, "downstream": sorted(t.downstream_task_ids)}
+                          for t in watch.tasks},
+                "trigger": watch.get_task("retrain").trigger_dag_id,
+                "conf": repr(env.from_string(watch.get_task("retrain").conf).render(
+                    ti=type("TI", (), {"xcom_pull": lambda self, task_ids: {"source": "recent"}})())),
+            }
+            check = watch.get_task("check_drift")
+            if mode == "kubernetes":
+                out["watch"]["cmds"] = check.cmds
+                out["watch"]["arguments"] = [env.from_string(a).render(params=watch.params.dump())
+                                             for a in check.arguments]
         dag = bag.dags.get("sensor_mlops_pipeline")
         if dag is None:
             continue
+        out["schedule"] = dag.timetable.summary
         out["params"] = {k: dag.params[k] for k in dag.params}
         out["tags"] = sorted(dag.tags)
         out["max_active_runs"] = dag.max_active_runs
@@ -99,7 +117,7 @@ def edges(tasks: dict) -> set[tuple[str, str]]:
 def test_dag_folder_imports_without_errors(parsed: dict, mode: str) -> None:
     result = parsed[mode]
     assert result["errors"] == {}, result["errors"]
-    assert {"sensor_mlops_pipeline", "platform_smoke"} <= set(result["dags"])
+    assert {"sensor_mlops_pipeline", "sensor_drift_watch", "platform_smoke"} <= set(result["dags"])
 
 
 @pytest.mark.parametrize("mode", ["local", "kubernetes"])
@@ -146,6 +164,34 @@ def test_kubernetes_mode_runs_pods_of_the_project_image(parsed: dict) -> None:
         assert t["cmds"] == ["python", "-m", "sensorops.pipeline"]
         assert t["arguments"][0] == name
         assert t["xcom"] is True
+
+
+def test_the_pipeline_runs_nightly(parsed: dict) -> None:
+    assert parsed["local"]["schedule"] == "0 2 * * *"
+
+
+@pytest.mark.parametrize("mode", ["local", "kubernetes"])
+def test_the_watch_checks_drift_and_only_then_retrains_on_recent_data(parsed: dict, mode: str) -> None:
+    """Every 10 minutes once unpaused (it is paused when created); the retraining run's conf reaches the trigger as a
+    dict, not as its text."""
+    watch = parsed[mode]["watch"]
+    assert watch["paused"] is True and watch["max_active_runs"] == 1
+    assert watch["schedule"] == "*/10 * * * *"
+    assert edges(watch["tasks"]) == {("check_drift", "drifted"), ("drifted", "retrain")}
+    assert watch["tasks"]["retrain"]["type"] == "TriggerDagRunOperator"
+    assert watch["trigger"] == pipeline.DAG_ID
+    assert watch["conf"] == repr({"source": "recent"})
+    assert set(watch["params"]) == {"minutes", "threshold", "decide_on", "retrain_conf"}
+
+
+def test_the_watch_pod_runs_the_drift_check_command_line(parsed: dict) -> None:
+    """In Kubernetes mode the check is a pod running `sensorops drift check`; its rendered arguments parse."""
+    watch = parsed["kubernetes"]["watch"]
+    assert watch["tasks"]["check_drift"]["type"] == "KubernetesPodOperator"
+    assert watch["cmds"] == ["sensorops", "drift"]
+    args = cli.build_parser().parse_args(["drift", *watch["arguments"]])
+    assert (args.minutes, args.threshold, args.decide_on) == (60.0, 0.2, "stable")
+    assert args.summary_file == "/airflow/xcom/return.json"
 
 
 def test_params_are_the_run_parameters(parsed: dict) -> None:

@@ -12,14 +12,16 @@ kills one once to prove it (tests/drills/test_dag_faults.py).
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from sensorops import pipeline
 
 MODE = pipeline.execution_mode()
+SCHEDULE = CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False)
+"""Nightly at 02:00 UTC on a generated batch; `sensor_drift_watch` starts it between nights on recent data."""
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
 
 
@@ -51,37 +53,13 @@ def local_task(step: pipeline.Step):
 
 
 def pod_task(step: pipeline.Step):
-    """The step as a pod of the project's image, running `python -m sensorops.pipeline STEP`.
-
-    Pod Security `restricted` admits it: its own account without a token, non-root, no escalation or capability, a
-    read-only root with a scratch folder, requests and limits (`sensorops.pipeline.pod` holds the values).
-    """
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from kubernetes.client import models as k8s
-
-    pod = pipeline.pod
-    secret = os.environ.get(pipeline.SECRET_ENV, "sensorops-settings")
-    return KubernetesPodOperator(
-        task_id=step.name,
+    """The step as a pod of the project's image, running `python -m sensorops.pipeline STEP` (`pipeline.pod`: Pod
+    Security `restricted` admits it)."""
+    return pipeline.pod_operator(
+        step.name,
+        ["python", "-m", "sensorops.pipeline"],
+        pipeline.pod_arguments(step.name),
         doc_md=step.doc,
-        name=f"sensorops-{step.name.replace('_', '-')}",
-        namespace=os.environ.get(pipeline.NAMESPACE_ENV, pod.NAMESPACE),
-        image=os.environ.get(pipeline.IMAGE_ENV, pipeline.DEFAULT_IMAGE),
-        cmds=["python", "-m", "sensorops.pipeline"],
-        arguments=pipeline.pod_arguments(step.name),
-        env_vars={"HOME": pod.SCRATCH},
-        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret))],
-        service_account_name=pod.SERVICE_ACCOUNT,
-        automount_service_account_token=False,
-        security_context=pod.POD_SECURITY_CONTEXT,
-        container_security_context=pod.CONTAINER_SECURITY_CONTEXT,
-        xcom_sidecar_container_security_context=pod.CONTAINER_SECURITY_CONTEXT,
-        container_resources=k8s.V1ResourceRequirements(**pod.RESOURCES),
-        volumes=[k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=pod.SCRATCH_SIZE))],
-        volume_mounts=[k8s.V1VolumeMount(name="scratch", mount_path=pod.SCRATCH)],
-        do_xcom_push=True,
-        get_logs=True,
-        on_finish_action="delete_succeeded_pod",
         **retry_args(step),
     )
 
@@ -90,7 +68,7 @@ with DAG(
     dag_id=pipeline.DAG_ID,
     description="Generate a batch, stream it to the archive, validate, train, promote, report",
     doc_md=__doc__,
-    schedule=None,
+    schedule=SCHEDULE,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,  # runs share the stream job and the champion alias

@@ -4,7 +4,9 @@ Wasserstein, data quality), printed as a table and logged to MLflow as metrics a
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -39,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     c.add_argument("--top", type=int, default=12, help="rows of the printed table (default 12)")
     c.add_argument("--html", default=None, help="also write the HTML report to this file")
+    c.add_argument(
+        "--summary-file", default=None, help="also write the decision and headline scores as JSON (a pod's XCom file)"
+    )
     c.add_argument("--experiment", default=drift_report.EXPERIMENT, help="MLflow experiment")
     c.add_argument("--no-mlflow", action="store_true", help="print only; log nothing")
     c.add_argument(
@@ -89,6 +94,8 @@ def run_check(args: argparse.Namespace) -> int:
           f"max PSI {s['max_psi']:.3f} ({s['max_psi_column']}); deciding on the {check.decide_on} columns")  # fmt: skip
     if args.html:
         print(f"report: {drift_report.write_html(report, args.html, context=outcome.params)}")
+    if args.summary_file:
+        Path(args.summary_file).write_text(json.dumps(outcome.summary()))
     if outcome.mlflow_run_id:
         print(f"MLflow: {registry.run_url(outcome.mlflow_run_id)}")
     if outcome.push_error:

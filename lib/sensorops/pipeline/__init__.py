@@ -55,7 +55,7 @@ from sensorops.pipeline.outputs import (
     Trained,
     Validation,
 )
-from sensorops.pipeline.pod import main, parse_args, pod_arguments
+from sensorops.pipeline.pod import main, parse_args, pod_arguments, pod_operator
 from sensorops.pipeline.report import render_report, write_report
 from sensorops.pipeline.steps import (
     STEPS,
@@ -109,6 +109,7 @@ __all__ = [
     "main",
     "parse_args",
     "pod_arguments",
+    "pod_operator",
     "prepare",
     "promote_model",
     "render_report",
