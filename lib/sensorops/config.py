@@ -144,6 +144,16 @@ def load() -> Settings:
     )
 
 
+QUIET_MLFLOW = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+"""No progress bar per artifact download, no "View run" line per run: they fill notebook pages and logs."""
+
+
+def quiet_mlflow() -> None:
+    """Set `QUIET_MLFLOW` where the environment does not say otherwise (`registry.client` calls it)."""
+    for name, value in QUIET_MLFLOW.items():
+        os.environ.setdefault(name, value)
+
+
 def export_environment(settings: Settings | None = None) -> dict[str, str]:
     """The settings as environment variables, for child processes and clients (boto3, mlflow) that read them."""
     s = settings or load()

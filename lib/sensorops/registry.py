@@ -1,6 +1,5 @@
 """Experiment tracking and the model registry (MLflow): one run per model, the best one registered, the
-`champion` alias moved only when the new model beats the current champion on the same test period.
-"""
+`champion` alias moved only when the new model beats the current champion on the same test period."""
 
 from __future__ import annotations
 
@@ -41,6 +40,7 @@ skops checks every other type against its own allow-list when the model is loade
 
 def client(settings: config.Settings | None = None) -> MlflowClient:
     """An MLflow client on the configured tracking server (also sets the tracking URI for `mlflow.*` calls)."""
+    config.quiet_mlflow()
     uri = (settings or config.load()).mlflow_tracking_uri
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri)

@@ -29,4 +29,7 @@ def test_notebook_runs(source: Path) -> None:
     assert book.first_failure(nb) is None
     skipped = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() and c.execution_count is None]
     assert not skipped, f"{source.name}: code cells {skipped} did not run"
+    noise = [(i, "".join(o.text)[:200]) for i, c in enumerate(nb.cells) for o in c.get("outputs", [])
+             if o.output_type == "stream" and o.name == "stderr" and "Warning" in "".join(o.text)]  # fmt: skip
+    assert not noise, f"{source.name}: warnings in the page: {noise}"
     assert book.executed_problem(source, run.output) is None

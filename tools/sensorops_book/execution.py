@@ -28,6 +28,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "03_train_models_mlflow": {"MODELS": "random_forest,isolation_forest", "MAX_SEARCH_ROWS": 10_000},
     "04_orchestrate_airflow": {"MODELS": "random_forest"},
     "05_score_stream_alerts": {"DURATION_S": 60, "MOVE_AT_S": 20},
+    "06_monitor_drift_retrain": {"WINDOW_MIN": 5, "N_SENSORS": 10, "MODELS": "random_forest"},
 }
 """The smoke size `make test` runs (`notebooks --smoke`): fewer models and a shorter live run, the same code path.
 A notebook not named here runs at its default size, which is already small."""
@@ -46,9 +47,15 @@ class Execution:
     seconds: float
 
 
+QUIET_KERNEL = {"PYTHONWARNINGS": "ignore:IProgress not found"}
+"""`import mlflow` imports `tqdm.auto`, which warns in every kernel without ipywidgets; nothing here draws a progress
+bar in a page (the library turns MLflow's off), so the warning is noise on every page that trains or scores."""
+
+
 def platform_environment() -> dict[str, str]:
-    """The platform's settings as environment variables, without empty values (which would override defaults)."""
-    return {k: v for k, v in config.export_environment().items() if v}
+    """The platform's settings as environment variables, without empty values (which would override defaults), and
+    `QUIET_KERNEL`."""
+    return {**{k: v for k, v in config.export_environment().items() if v}, **QUIET_KERNEL}
 
 
 def execute(

@@ -67,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"the range {args.start} .. {args.end} is longer than {MAX_RANGE.days:,} days; ask for less")
     if not args.no_mlflow:
         platform.require("mlflow", timeout=10)  # before minutes of training, not after
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     started = time.perf_counter()
     location = f"s3://{args.bucket}/{args.prefix.strip('/')}"
