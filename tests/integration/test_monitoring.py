@@ -4,6 +4,8 @@ an alert rule firing for real when that job is cancelled. About a minute and a h
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,8 +14,8 @@ import pytest
 import requests
 from prometheus_client import delete_from_gateway
 
-from sensorops import registry, stream
-from sensorops.monitoring import drift, drift_report, promql
+from sensorops import events, registry, stream
+from sensorops.monitoring import dashboard, drift, drift_report, promql
 from sensorops.platform.health import prometheus_url
 from sensorops.platform.layout import PORTS
 from sensorops.waiting import wait_until
@@ -21,10 +23,15 @@ from sensorops.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 
-def value(expr: str, timeout: float = 60) -> float:
-    """The first value of `expr` once Prometheus has one (after a scrape of the new series)."""
-    found = wait_until(lambda: promql.instant(expr), timeout=timeout, interval=2, message=f"no value for {expr}")
-    return float(found[0]["value"][1])
+def value(expr: str, timeout: float = 60, until: Callable[[float], bool] = lambda v: True) -> float:
+    """The first value of `expr` once Prometheus has one (after a scrape of the new series) that satisfies `until`."""
+    return wait_until(
+        lambda: promql.value(expr),
+        lambda v: v is not None and until(v),
+        timeout=timeout,
+        interval=2,
+        message=lambda v: f"{expr} is {v}",
+    )
 
 
 def test_every_target_is_up(settings):
@@ -53,6 +60,18 @@ def test_the_pipeline_series_have_values_while_the_job_runs(stream_job, dead_let
     assert value(f"{dead} >= {len(dead_letters)}") >= len(dead_letters)
     champion = value('sensorops_model_alias_version{alias="champion"}')
     assert champion == int(registry.current_champion() or 0)
+
+
+def test_the_stream_job_counts_its_dead_letters_per_reason(stream_job, dead_letters):
+    """The parse UDF's counters (Flink metric groups from Python) reach Prometheus, one series per reason."""
+    expected = Counter(events.dead_letter_reason(v) for v in dead_letters)
+    name = f'job_name="{flink_label(stream_job.name)}"'
+
+    def counted() -> dict[str, float]:
+        found = promql.instant(f"sum by (reason) ({dashboard.DEAD_LETTERS_BY_REASON}{{{name}}}) > 0")
+        return {s["metric"]["reason"]: float(s["value"][1]) for s in found}
+
+    assert wait_until(counted, lambda c: c == expected, timeout=60, interval=2) == expected
 
 
 def firing(alertname: str) -> list[dict[str, Any]]:
@@ -84,8 +103,12 @@ def test_a_drift_check_reaches_prometheus_and_raises_its_alert() -> None:
     gateway = f"127.0.0.1:{PORTS['pushgateway']}"
     try:
         drift_report.push(report, gateway)
-        assert value('sensorops_drift_psi{column="temperature_vs_fleet"}') > drift.PSI_DRIFT
-        assert value("sensorops_drift_detected") == 1
+        psi = 'sensorops_drift_psi{column="temperature_vs_fleet"}'  # an earlier push may show until the next scrape
+        assert (
+            value(psi, until=lambda v: abs(v - report.scores.loc["temperature_vs_fleet", "psi"]) < 1e-9)
+            > drift.PSI_DRIFT
+        )
+        assert value("sensorops_drift_detected", until=lambda v: v == 1) == 1
         wait_until(lambda: firing("DriftDetected"), timeout=60, interval=2, message="DriftDetected did not fire")
     finally:
         delete_from_gateway(gateway, job=drift_report.PUSH_JOB)

@@ -64,6 +64,8 @@ class Panel:
     """Fixed bounds of the y axis (a ratio: 0 to 1); else from zero to the largest value."""
 
 
+DEAD_LETTERS_BY_REASON = "flink_taskmanager_job_task_operator_reason_deadLetters"
+"""The stream job's count of dead letters per `reason` (`stream.job.DEAD_LETTER_METRIC`)."""
 SOURCE = 'operator_name=~"Source:.*"'
 SINK = 'operator_name=~".*_sink_.*:_Writer"'
 PANELS: tuple[Panel, ...] = (
@@ -136,8 +138,11 @@ PANELS: tuple[Panel, ...] = (
         "dead_letters",
         "Dead letters",
         "records/s",
-        (Query('sum by (topic) (rate(kafka_server_topic_messages_in_total{topic=~".+-dlq"}[1m]))', "{topic}"),),
-        "Readings a stream job could not use, per dead-letter topic (each dead letter names its reason, no metric).",
+        (
+            Query(f"sum by (reason) (rate({DEAD_LETTERS_BY_REASON}[1m]))", "{reason}"),
+            Query('sum by (topic) (rate(kafka_server_topic_messages_in_total{topic=~".+-dlq"}[1m]))', "all, {topic}"),
+        ),
+        "Readings a stream job could not use, per reason (the job's counters), and in all per dead-letter topic.",
     ),
     Panel(
         "alerts",
@@ -166,8 +171,11 @@ PANELS: tuple[Panel, ...] = (
         (
             Query('sensorops_model_live_metric{metric=~"f1|false_alarm_rate"}', "{role} v{version} {metric}"),
             Query('sensorops_model_offline_metric{metric="f1"}', "v{version} f1 on its test period"),
+            Query('sensorops_model_live_metric{role="champion", metric="flagged_rate"}', "flagged by v{version}"),
+            Query('sensorops_model_live_metric{role="champion", metric="anomaly_rate"}', "truly anomalous"),
         ),
-        "Each scored version's F1 and false alarm rate in the scoring job's newest window, against its offline F1.",
+        "Each scored version's F1 and false alarm rate in the scoring job's newest window, against its offline F1; the "
+        "share of readings the champion flagged, and the share the labels call anomalous.",
         y_range=(0.0, 1.0),
     ),
     Panel(

@@ -32,6 +32,8 @@ HELP = {
 ALIASES = (registry.CHAMPION, registry.CHALLENGER)
 OFFLINE_METRICS = ("f1", "precision", "recall", "false_alarm_rate")
 LIVE_METRICS = ("f1", "precision", "recall", "false_alarm_rate", "events")
+LIVE_SHARES = {"flagged_rate": ("tp", "fp"), "anomaly_rate": ("tp", "fn")}
+"""Shares of a live window's readings: those the model flagged, and those truly anomalous (the labels)."""
 RUN_STATES = ("queued", "running", "success", "failed")
 LIVE_WINDOWS_READ = 64
 """Rows read from the end of the model-metrics topic: several windows of each role at its one-minute slide."""
@@ -110,6 +112,15 @@ def live_quality(topic: str = config.MODEL_METRICS_TOPIC, servers: str | None = 
             for m in LIVE_METRICS
             if row.get(m) is not None
         ]
+        if row.get("events"):
+            samples += [
+                Sample(
+                    "sensorops_model_live_metric",
+                    {**labels, "metric": name},
+                    sum(row[c] for c in counts) / row["events"],
+                )
+                for name, counts in LIVE_SHARES.items()
+            ]
     return samples
 
 

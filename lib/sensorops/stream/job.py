@@ -245,15 +245,31 @@ def parse_events(
     return pd.DataFrame({name: pd.Series(column, dtype=object) for name, column in frame.items()})
 
 
+DEAD_LETTER_METRIC = "deadLetters"
+"""The UDF's counter of dead letters, one per reason (`reason` label): in Prometheus
+`flink_taskmanager_job_task_operator_reason_deadLetters{reason="invalid_json", ...}`."""
+
+
 def parse_events_udf(cfg: StreamJobConfig) -> Any:
-    from pyflink.table.udf import udf
+    """`parse_events` as Flink's pandas UDF, counting the dead letters it finds per reason in Flink's metrics."""
+    from pyflink.table.udf import ScalarFunction, udf
+
+    class ParseEvents(ScalarFunction):
+        def open(self, function_context: Any) -> None:
+            group = function_context.get_metric_group()
+            self.dead = {
+                r: group.add_group("reason", r).counter(DEAD_LETTER_METRIC) for r in events.DEAD_LETTER_REASONS
+            }
+
+        def eval(self, payloads: pd.Series, keys: pd.Series) -> pd.DataFrame:
+            parsed = parse_events(payloads, keys, cfg.max_value_bytes, cfg.max_key_bytes)
+            for reason, count in parsed["reason"].value_counts().items():
+                self.dead[reason].inc(int(count))
+            return parsed
 
     types = {"reason": "STRING", "dead_letter": "STRING", "event_ms": "BIGINT", **FEATURE_TYPES}
     fields = ", ".join(f"`{f}` {types.get(f, 'DOUBLE')}" for f in PARSED_FIELDS)
-    limits = cfg.max_value_bytes, cfg.max_key_bytes
-    return udf(
-        lambda payloads, keys: parse_events(payloads, keys, *limits), result_type=f"ROW<{fields}>", func_type="pandas"
-    )
+    return udf(ParseEvents(), result_type=f"ROW<{fields}>", func_type="pandas")
 
 
 @dataclass
