@@ -172,16 +172,24 @@ def test_the_pipeline_runs_nightly(parsed: dict) -> None:
 
 @pytest.mark.parametrize("mode", ["local", "kubernetes"])
 def test_the_watch_checks_drift_and_only_then_retrains_on_recent_data(parsed: dict, mode: str) -> None:
-    """Every 10 minutes once unpaused (it is paused when created); the retraining run's conf reaches the trigger as a
-    dict, not as its text."""
+    """Every 10 minutes (a Variable, not pausing, switches the scheduled checks on); the retraining run's conf
+    reaches the trigger as a dict, not as its text."""
     watch = parsed[mode]["watch"]
-    assert watch["paused"] is True and watch["max_active_runs"] == 1
+    assert watch["paused"] is False and watch["max_active_runs"] == 1
     assert watch["schedule"] == "*/10 * * * *"
-    assert edges(watch["tasks"]) == {("check_drift", "drifted"), ("drifted", "retrain")}
+    assert edges(watch["tasks"]) == {("enabled", "check_drift"), ("check_drift", "drifted"), ("drifted", "retrain")}
     assert watch["tasks"]["retrain"]["type"] == "TriggerDagRunOperator"
     assert watch["trigger"] == pipeline.DAG_ID
     assert watch["conf"] == repr({"source": "recent"})
     assert set(watch["params"]) == {"minutes", "threshold", "decide_on", "retrain_conf"}
+
+
+def test_scheduled_watch_runs_check_only_once_switched_on() -> None:
+    from sensorops.monitoring.drift_check import watch_enabled
+
+    assert not watch_enabled("scheduled", None) and not watch_enabled("scheduled", "off")
+    assert watch_enabled("scheduled", "on") and watch_enabled("scheduled", " ON\n")
+    assert watch_enabled("manual", None) and watch_enabled("manual", "off")
 
 
 def test_the_watch_pod_runs_the_drift_check_command_line(parsed: dict) -> None:
@@ -468,3 +476,19 @@ def test_report_is_one_html_page_with_checks_models_and_plots() -> None:
     assert "dead-letter ratio" in page and "NO" in page and "invalid_json: 20" in page
     assert "random_forest" in page and "http://mlflow/#/runs/r1" in page and "not promoted" in page
     assert page.count("Plotly.newPlot") == 3
+
+
+def test_a_reading_sent_again_outside_the_batch_is_not_a_second_feature_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feature rows match the batch on (sensor_id, event_time); a key the archive also holds from outside the batch
+    (the same reading sent twice) counts as many times as the batch has it."""
+    from sensorops import archive
+
+    t0, t1 = pd.Timestamp("2026-11-27T09:00:00Z"), pd.Timestamp("2026-11-27T09:00:01Z")
+    raw = pd.DataFrame({"sensor_id": ["a", "a", "b", "a"], "event_time": [t0, t1, t0, t0], "payload": ["{}"] * 4,
+                        "kafka_partition": [0, 0, 3, 1], "kafka_offset": [10, 11, 0, 5]})  # fmt: skip
+    features = pd.DataFrame({"sensor_id": ["a", "a", "b", "a", "c"], "event_time": [t0, t1, t0, t0, t0]})
+    tables = {archive.RAW: raw, archive.FEATURES: features}
+    monkeypatch.setattr(archive, "read", lambda where, *a, **k: archive.ArchiveData(tables[where], ["p"], 1))
+    rows = batch_module.batch_rows(MANIFEST)
+    assert len(rows.raw) == 3  # the row at partition 1 is not the batch's
+    assert sorted(zip(rows.features["sensor_id"], rows.features["event_time"])) == [("a", t0), ("a", t1), ("b", t0)]

@@ -22,6 +22,8 @@ LIB = ROOT / "lib" / "sensorops"
 TOOLS = ROOT / "tools"
 PLATFORM_ONLY = {p for p in (LIB / "platform").glob("*.py") if p.name not in ("__init__.py", "health.py")}
 """The local platform's modules (`health` and `require` serve every environment)."""
+AIRFLOW_ONLY = {LIB / "pipeline" / "operators.py"}
+"""Imported by the DAGs only, in Airflow."""
 LOCAL = {"sensorops", "sensorops_book", "__future__", "conftest"}
 
 
@@ -84,9 +86,14 @@ def undeclared(files: list[Path], allowed: set[str], lazy: bool = True) -> dict[
 
 
 def test_the_runtime_library_imports_only_runtime_dependencies() -> None:
-    files = [p for p in LIB.rglob("*.py") if p not in PLATFORM_ONLY]
+    files = [p for p in LIB.rglob("*.py") if p not in PLATFORM_ONLY | AIRFLOW_ONLY]
     missing = undeclared(files, declared())
     assert not missing, f"add these to pyproject.toml `dependencies` (a pod installs nothing else): {missing}"
+
+
+def test_the_dags_operators_import_only_airflow_dependencies() -> None:
+    missing = undeclared(sorted(AIRFLOW_ONLY), declared("airflow"))
+    assert not missing, f"add these to the `airflow` extra in pyproject.toml: {missing}"
 
 
 def test_the_local_platform_imports_only_platform_dependencies() -> None:

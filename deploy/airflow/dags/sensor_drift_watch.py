@@ -1,12 +1,14 @@
 """sensor_drift_watch: every 10 minutes, the archive's last hour against the champion's training data; when the data
 has moved, a run of sensor_mlops_pipeline that retrains on the records of that hour.
 
-check_drift >> drifted >> retrain
+enabled >> check_drift >> drifted >> retrain
 
-`check_drift` is `sensorops drift check` (`monitoring.drift_check`: scores logged to MLflow and pushed to Prometheus);
-`drifted` goes on only if it found drift; `retrain` starts the pipeline with `{"source": "recent", "recent_minutes":
-...}`, whose challenger becomes the champion only if it beats the champion on that recent data, and the scoring job
-follows the alias. The watch is paused when created: unpause it (UI or `sensorops`' Airflow client) to start it.
+`enabled` lets a scheduled run go on only while the Airflow Variable `sensor_drift_watch` is `on` (Admin > Variables,
+or `airflow variables set sensor_drift_watch on`): off by default, so that nothing retrains by itself until you ask
+for it; a run started by hand always checks. `check_drift` is `sensorops drift check` (`monitoring.drift_check`: the
+scores logged to MLflow and pushed to Prometheus); `drifted` goes on only if it found drift; `retrain` starts the
+pipeline with `{"source": "recent", "recent_minutes": ...}`, whose challenger becomes the champion only if it beats the
+champion on that recent data, and the scoring job follows the alias.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, Param, Variable, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from sensorops import pipeline
 from sensorops.monitoring import drift, drift_check
+from sensorops.pipeline import operators
 
 DAG_ID = "sensor_drift_watch"
 CHECK = {"retries": 1, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(minutes=10)}
@@ -43,7 +46,14 @@ def pod_check():
     # `--name=value`: rendered as native objects, a lone "{{ params.minutes }}" would become a float, not text
     arguments = ["check", "--minutes={{ params.minutes }}", "--threshold={{ params.threshold }}"]
     arguments += ["--decide-on={{ params.decide_on }}", f"--summary-file={pipeline.pod.XCOM_FILE}"]
-    return pipeline.pod_operator("check_drift", ["sensorops", "drift"], arguments, **CHECK).output
+    return operators.pod_operator("check_drift", ["sensorops", "drift"], arguments, **CHECK).output
+
+
+@task.short_circuit(task_id="enabled")
+def enabled() -> bool:
+    """Scheduled runs check only while the Variable `sensor_drift_watch` is `on`; manual runs always do."""
+    run_type = str(get_current_context()["dag_run"].run_type)
+    return drift_check.watch_enabled(run_type, Variable.get(drift_check.WATCH_VARIABLE, default="off"))
 
 
 @task.short_circuit(task_id="drifted")
@@ -62,7 +72,7 @@ with DAG(
     schedule=CronTriggerTimetable("*/10 * * * *", timezone="UTC", run_immediately=False),
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    is_paused_upon_creation=True,
+    is_paused_upon_creation=False,  # the schedule is switched by the Variable (`enabled`), not by pausing
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=20),
     render_template_as_native_obj=True,  # `retrain` gets the conf as a dict
@@ -75,6 +85,7 @@ with DAG(
     },
 ) as dag:
     summary = local_check() if pipeline.execution_mode() == "local" else pod_check()
+    enabled() >> summary
     drifted(summary) >> TriggerDagRunOperator(
         task_id="retrain",
         trigger_dag_id=pipeline.DAG_ID,

@@ -18,6 +18,7 @@ from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from sensorops import pipeline
+from sensorops.pipeline import operators
 
 MODE = pipeline.execution_mode()
 SCHEDULE = CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False)
@@ -55,7 +56,7 @@ def local_task(step: pipeline.Step):
 def pod_task(step: pipeline.Step):
     """The step as a pod of the project's image, running `python -m sensorops.pipeline STEP` (`pipeline.pod`: Pod
     Security `restricted` admits it)."""
-    return pipeline.pod_operator(
+    return operators.pod_operator(
         step.name,
         ["python", "-m", "sensorops.pipeline"],
         pipeline.pod_arguments(step.name),

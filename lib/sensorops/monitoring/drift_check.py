@@ -19,6 +19,16 @@ DECIDE_ON = {"stable": drift.STABLE_COLUMNS, "all": drift.DRIFT_COLUMNS}
 """Columns whose drift sets `drift_detected`: the stationary ones (default), or every column."""
 
 
+WATCH_VARIABLE = "sensor_drift_watch"
+"""The Airflow Variable that turns the watch's schedule on (`on`); off by default, so that nothing retrains by itself
+on a learner's machine. Runs started by hand always check."""
+
+
+def watch_enabled(run_type: str, variable: str | None) -> bool:
+    """Whether a run of the `sensor_drift_watch` DAG checks: a scheduled run only while `WATCH_VARIABLE` is `on`."""
+    return run_type != "scheduled" or (variable or "").strip().lower() == "on"
+
+
 def default_pushgateway() -> str:
     """`PUSHGATEWAY_URL`, or the local platform's Pushgateway."""
     return os.environ.get("PUSHGATEWAY_URL", f"127.0.0.1:{PORTS['pushgateway']}")

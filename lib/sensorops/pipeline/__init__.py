@@ -20,6 +20,7 @@ MLflow, and promotion still makes its champion decision; the report is overwritt
     report    the HTML run report
     steps     the other steps, Step, STEPS and run_step
     pod       the command line of a step's pod (`__main__`)
+    operators the Airflow operators the DAGs build (imported by Airflow only)
 """
 
 from sensorops.pipeline.batch import corrupt, generate_batch
@@ -55,7 +56,7 @@ from sensorops.pipeline.outputs import (
     Trained,
     Validation,
 )
-from sensorops.pipeline.pod import main, parse_args, pod_arguments, pod_operator
+from sensorops.pipeline.pod import main, parse_args, pod_arguments
 from sensorops.pipeline.report import render_report, write_report
 from sensorops.pipeline.steps import (
     STEPS,
@@ -109,7 +110,6 @@ __all__ = [
     "main",
     "parse_args",
     "pod_arguments",
-    "pod_operator",
     "prepare",
     "promote_model",
     "render_report",

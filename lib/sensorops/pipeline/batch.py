@@ -269,7 +269,8 @@ def batch_rows(batch: BatchManifest) -> BatchRows:
     """The batch's rows in the raw archive and in the features archive, in the hours its event time covers.
 
     The features archive has no Kafka offsets: feature rows are matched to the batch's raw rows on
-    (sensor_id, event_time), which leaves out rows that other producers wrote into the same hours.
+    (sensor_id, event_time), which leaves out rows that other producers wrote into the same hours, and keeps as many
+    rows of a key as the batch has (a reading sent again, outside the batch, does not count twice).
     """
     from sensorops import archive, features
 
@@ -278,8 +279,10 @@ def batch_rows(batch: BatchManifest) -> BatchRows:
     found = archive.read(archive.FEATURES, batch.start, batch.end, columns=features.FEATURE_COLUMNS)
     feats = found.frame
     if len(feats) and len(mine):
-        keys = mine[["sensor_id", "event_time"]].drop_duplicates()
-        feats = feats.merge(keys, on=["sensor_id", "event_time"], how="inner")
+        key = ["sensor_id", "event_time"]
+        wanted = mine.groupby(key).size().rename("_wanted").reset_index()
+        feats = feats.merge(wanted, on=key, how="inner")
+        feats = feats[feats.groupby(key).cumcount() < feats["_wanted"]]
     else:
         feats = feats.head(0)
     feats = feats[[c for c in features.FEATURE_COLUMNS if c in feats]]  # `hour`, restored, comes last otherwise

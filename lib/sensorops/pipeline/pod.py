@@ -11,7 +11,7 @@ ServiceAccount with no binding and no token (the steps call Kafka, S3, MLflow an
 the image's non-root user, the runtime's seccomp profile, no privilege escalation, no capability and a read-only root
 filesystem in both containers (the step's and Airflow's XCom sidecar), with one scratch `emptyDir` at /tmp for the
 step, and requests and limits. The values are plain data, as in a manifest (the image has no Kubernetes client):
-the operator takes the security contexts as they are, and `pod_operator` wraps the rest in the client's models.
+the operator takes the security contexts as they are; `operators.pod_operator` wraps the rest in the client's models.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 from sensorops.errors import EXIT_FAILED, EXIT_OK, ServiceUnavailable, UserError, exit_code
 from sensorops.pipeline.checks import DataValidationError
-from sensorops.pipeline.context import DEFAULT_IMAGE, IMAGE_ENV, NAMESPACE_ENV, SECRET_ENV, RunContext, RunParams
+from sensorops.pipeline.context import RunContext, RunParams
 from sensorops.pipeline.steps import STEPS, run_step
 
 log = logging.getLogger(__name__)
@@ -65,37 +65,6 @@ RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1"
 starts a Python process) submitting the stream job. The XCom sidecar's come from the launcher's Kubernetes
 connection (`AIRFLOW_CONN_KUBERNETES_DEFAULT` in deploy/k8s): the provider (cncf-kubernetes 10.25) takes them from
 there only, not from the operator."""
-
-
-def pod_operator(task_id: str, cmds: list[str], arguments: list[str], **task_args: Any) -> Any:
-    """A KubernetesPodOperator running `cmds arguments` in the project's image with the settings above, its XCom read
-    from `XCOM_FILE`: what each task of the DAGs is in Kubernetes mode (`task_args`: doc, retries, timeout)."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from kubernetes.client import models as k8s
-
-    secret = os.environ.get(SECRET_ENV, "sensorops-settings")
-    return KubernetesPodOperator(
-        task_id=task_id,
-        name=f"sensorops-{task_id.replace('_', '-')}",
-        namespace=os.environ.get(NAMESPACE_ENV, NAMESPACE),
-        image=os.environ.get(IMAGE_ENV, DEFAULT_IMAGE),
-        cmds=cmds,
-        arguments=arguments,
-        env_vars={"HOME": SCRATCH},
-        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret))],
-        service_account_name=SERVICE_ACCOUNT,
-        automount_service_account_token=False,
-        security_context=POD_SECURITY_CONTEXT,
-        container_security_context=CONTAINER_SECURITY_CONTEXT,
-        xcom_sidecar_container_security_context=CONTAINER_SECURITY_CONTEXT,
-        container_resources=k8s.V1ResourceRequirements(**RESOURCES),
-        volumes=[k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=SCRATCH_SIZE))],
-        volume_mounts=[k8s.V1VolumeMount(name="scratch", mount_path=SCRATCH)],
-        do_xcom_push=True,
-        get_logs=True,
-        on_finish_action="delete_succeeded_pod",
-        **task_args,
-    )
 
 
 def pod_arguments(name: str) -> list[str]:
