@@ -136,17 +136,7 @@ def _drain_reference(cfg: stream.StreamJobConfig, expected: int, timeout_s: floa
 
 def reference_statements(cfg: stream.StreamJobConfig) -> list[str]:
     """The reference job's SQL: the project's feature SQL over Flink's own JSON decoding, into a blackhole."""
-    source = {
-        "connector": "kafka",
-        "topic": cfg.source_topic,
-        **stream_job.kafka_connection(cfg.bootstrap_servers),
-        "properties.group.id": cfg.group_id,
-        "properties.auto.offset.reset": "earliest",
-        "scan.startup.mode": "group-offsets",
-        "value.format": "json",
-        "value.json.timestamp-format.standard": "ISO-8601",
-        "value.json.ignore-parse-errors": "true",
-    }
+    source = stream_job.kafka_source(cfg, cfg.source_topic, **stream_job.JSON_VALUES)
     if cfg.bounded:
         source["scan.bounded.mode"] = "latest-offset"
     ts = "`timestamp`"

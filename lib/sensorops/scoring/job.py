@@ -33,11 +33,12 @@ from sensorops.errors import UserError
 from sensorops.scoring import alerts
 from sensorops.scoring.models import LiveModel, decide, registry_load
 from sensorops.stream.job import (
+    JSON_VALUES,
     JobSettings,
     feature_schema,
     job_configuration,
-    kafka_connection,
     kafka_sink,
+    kafka_source,
     with_options,
 )
 from sensorops.training.data import MODEL_INPUTS
@@ -272,18 +273,7 @@ def _schema(types: dict[str, str]) -> str:
 
 def source_ddl(cfg: ScoringJobConfig) -> str:
     """The features topic, as the stream job writes it (JSON), with event time and a watermark."""
-    options = {
-        "connector": "kafka",
-        "topic": cfg.features_topic,
-        **kafka_connection(cfg.bootstrap_servers),
-        "properties.group.id": cfg.group_id,
-        "properties.auto.offset.reset": "earliest",
-        "scan.startup.mode": "group-offsets",
-        "value.format": "json",
-        "value.json.timestamp-format.standard": "ISO-8601",
-        # Only the stream job writes this topic; a row that is not its JSON is skipped rather than stop the job.
-        "value.json.ignore-parse-errors": "true",
-    }
+    options = kafka_source(cfg, cfg.features_topic, **JSON_VALUES)  # only the stream job writes this topic
     return f"""CREATE TEMPORARY TABLE features_source (
   {feature_schema()},
   features_at TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,

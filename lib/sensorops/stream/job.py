@@ -148,6 +148,28 @@ def kafka_connection(servers: str) -> dict[str, str]:
     return {"properties.bootstrap.servers": servers, **{f"properties.{k}": v for k, v in security.items()}}
 
 
+JSON_VALUES = {
+    "value.format": "json",
+    "value.json.timestamp-format.standard": "ISO-8601",
+    "value.json.ignore-parse-errors": "true",
+}
+"""The format of a JSON topic only the project's jobs write: a value that is not their JSON is skipped, not fatal."""
+
+
+def kafka_source(cfg: JobSettings, topic: str, **options: str) -> dict[str, str]:
+    """The options of a Kafka source table that resumes from the job's consumer group (from the earliest record on
+    its first start), plus the format `options`."""
+    return {
+        "connector": "kafka",
+        "topic": topic,
+        **kafka_connection(cfg.bootstrap_servers),
+        "properties.group.id": cfg.group_id,
+        "properties.auto.offset.reset": "earliest",
+        "scan.startup.mode": "group-offsets",
+        **options,
+    }
+
+
 def kafka_sink(topic: str, servers: str, guarantee: str, prefix: str, key: str | None = None) -> str:
     options = {
         "connector": "kafka",
@@ -246,8 +268,7 @@ def parse_events(
 
 
 DEAD_LETTER_METRIC = "deadLetters"
-"""The UDF's counter of dead letters, one per reason (`reason` label): in Prometheus
-`flink_taskmanager_job_task_operator_reason_deadLetters{reason="invalid_json", ...}`."""
+"""The UDF's dead letters per `reason`: `flink_taskmanager_job_task_operator_reason_deadLetters` in Prometheus."""
 
 
 def parse_events_udf(cfg: StreamJobConfig) -> Any:
@@ -291,19 +312,9 @@ class JobSql:
 
 def statements(cfg: StreamJobConfig) -> JobSql:
     """The job's SQL: source, parse, views and sinks, inserts."""
-    source = {
-        "connector": "kafka",
-        "topic": cfg.source_topic,
-        **kafka_connection(cfg.bootstrap_servers),
-        "properties.group.id": cfg.group_id,
-        "properties.auto.offset.reset": "earliest",
-        "scan.startup.mode": "group-offsets",
-        # Bytes: decoding them is the UDF's job, where a bad value (or an oversized key) becomes a dead letter.
-        "value.format": "raw",
-        "key.format": "raw",
-        "key.fields": "record_key",
-        "value.fields-include": "EXCEPT_KEY",
-    }
+    # Bytes: decoding them is the UDF's job, where a bad value (or an oversized key) becomes a dead letter.
+    raw = {"value.format": "raw", "key.format": "raw", "key.fields": "record_key", "value.fields-include": "EXCEPT_KEY"}
+    source = kafka_source(cfg, cfg.source_topic, **raw)
     if cfg.bounded:
         source["scan.bounded.mode"] = "latest-offset"
     source_ddl = f"""CREATE TEMPORARY TABLE sensor_source (
