@@ -8,20 +8,10 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from sensorops import config
-from sensorops.platform import layout, prometheus
+from sensorops.platform import layout
 
 RULES = layout.DEPLOY / "prometheus"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> Path:
-    lay = layout.layout()
-    if not prometheus.binary(lay, "promtool").exists():
-        prometheus.install(lay)
-    return prometheus.binary(lay, "promtool")
 
 
 def run(promtool: Path, *args: str, cwd: Path = RULES) -> subprocess.CompletedProcess:

@@ -20,7 +20,7 @@ import yaml
 
 from sensorops.monitoring import dashboard, drift, drift_report, sources
 from sensorops.monitoring.dashboard import PANELS
-from sensorops.platform import layout, prometheus
+from sensorops.platform import layout
 
 RANGE = "query=up&start=1000&end=1900&step=15"
 
@@ -187,14 +187,6 @@ def test_every_sensorops_series_a_panel_reads_exists() -> None:
     known = set(sources.HELP) | recorded | pushed
     read = {name for p in PANELS for q in p.queries for name in series_names(q.expr)}
     assert read and read <= known, read - known
-
-
-@pytest.fixture(scope="module")
-def promtool() -> Path:
-    lay = layout.layout()
-    if not prometheus.binary(lay, "promtool").exists():
-        prometheus.install(lay)
-    return prometheus.binary(lay, "promtool")
 
 
 def check_as_rules(promtool: Path, exprs: list[str], tmp_path: Path) -> subprocess.CompletedProcess:

@@ -10,12 +10,14 @@ moment-timezone's per-zone data (about 210 MB, not read by the UI) is removed af
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from sensorops import config
 from sensorops.errors import UserError
 from sensorops.platform.layout import Layout
 from sensorops.versions import versions
@@ -72,12 +74,23 @@ def _download(names: list[str], into: Path) -> None:
 
 
 def install(lay: Layout) -> None:
-    """Download and unpack Prometheus and its UI's packages, unless the pinned version is unpacked already."""
+    """Download and unpack Prometheus and its UI's packages, unless the pinned version is unpacked already.
+
+    One process at a time (a lock file beside the tree): `make test` starts the platform while the unit tests, which
+    need `promtool`, run, and two installs into the same staging folder removed each other's packages.
+    """
     root, pinned = lay.prometheus_root, versions()
     wanted = f"{pinned['PROMETHEUS_VERSION']} pushgateway {pinned['PUSHGATEWAY_VERSION']}"
     marker = root / ".version"
-    if marker.exists() and marker.read_text() == wanted:
-        return
+    config.private_dir(root.parent)
+    with open(root.with_name(root.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (marker.exists() and marker.read_text() == wanted):
+            _unpack(root, wanted, pinned)
+
+
+def _unpack(root: Path, wanted: str, pinned: dict[str, str]) -> None:
+    marker = root / ".version"
     staging = root.with_name(root.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "debs").mkdir(parents=True, mode=0o700)
