@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from sensorops.errors import ServiceUnavailable, UserError
 from sensorops.training import plots
 
 log = logging.getLogger(__name__)
+# MLflow's hint, for each model it logs, that integer columns cannot hold missing values: the 0/1 predictions never do.
+warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
 
 EXPERIMENT = "sensor-anomaly-detection"
 MODEL_NAME = "sensor-anomaly-detector"
@@ -72,8 +75,7 @@ def load_model(model_uri: str) -> BaseEstimator:
 
     Never unpickled: only a model saved in the skops format loads, and only with the types of `TRUSTED_TYPES`
     (MLflow would take the allow-list from the model's own MLmodel file, which whoever wrote the model controls).
-    Anything else is refused with `UserError`, before any of its bytes are deserialised.
-    """
+    Anything else is refused with `UserError`, before any of its bytes are deserialised."""
     import skops.io
     from mlflow.models import Model
 
@@ -261,8 +263,7 @@ def champion_is_missing(exc: MlflowException) -> bool:
     """Whether the registry's answer means "there is no champion" (no such model, or no such alias).
 
     Any other error (the server unreachable, a 5xx, a timeout: MLflow reports those as `INTERNAL_ERROR` or
-    `TEMPORARILY_UNAVAILABLE`) says nothing about the champion, and must not be taken for its absence.
-    """
+    `TEMPORARILY_UNAVAILABLE`) says nothing about the champion, and must not be taken for its absence."""
     code = getattr(exc, "error_code", "")
     return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
 
@@ -311,8 +312,7 @@ def register_version(
     """Score `logged` on `test` and register it as a version of `model_name`, tagged with its score and period.
 
     With `reuse`, a version already registered from the same MLflow run is returned instead of a second one (the
-    run id is set at registration, so this holds even if the caller died before tagging it).
-    """
+    run id is set at registration, so this holds even if the caller died before tagging it)."""
     mlflow_client = client()
     score = training.evaluate_model(load_model(logged.model_uri), test).metrics[metric]
     same_run = f"name = '{model_name}' and run_id = '{logged.run_id}'"
@@ -346,8 +346,7 @@ def champion_score(
 
     A failure to fetch the champion (registry or S3 unreachable) is no such reason: it raises `ServiceUnavailable`,
     so the step fails and is retried instead of promoting a challenger that was never compared. `load` defaults to
-    `load_model`.
-    """
+    `load_model`."""
     load = load or load_model
     try:
         model = load(f"models:/{model_name}/{champion}")

@@ -13,6 +13,7 @@ champion on that recent data, and the scoring job follows the alias.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -23,6 +24,7 @@ from sensorops import pipeline
 from sensorops.monitoring import drift, drift_check
 from sensorops.pipeline import operators
 
+log = logging.getLogger(__name__)
 DAG_ID = "sensor_drift_watch"
 CHECK = {"retries": 1, "retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(minutes=10)}
 
@@ -36,7 +38,7 @@ def local_check():
         )
         outcome = drift_check.run(check)
         if outcome.push_error:
-            print(f"warning: {outcome.push_error}")
+            log.warning(outcome.push_error)
         return outcome.summary()
 
     return check_drift()
