@@ -185,11 +185,15 @@ def test_the_watch_checks_drift_and_only_then_retrains_on_recent_data(parsed: di
 
 
 def test_scheduled_watch_runs_check_only_once_switched_on() -> None:
+    from airflow.sdk.api.datamodels._generated import DagRunType  # what the task context's `dag_run` holds
+
     from sensorops.monitoring.drift_check import watch_enabled
 
-    assert not watch_enabled("scheduled", None) and not watch_enabled("scheduled", "off")
-    assert watch_enabled("scheduled", "on") and watch_enabled("scheduled", " ON\n")
-    assert watch_enabled("manual", None) and watch_enabled("manual", "off")
+    for scheduled in ("scheduled", DagRunType.SCHEDULED, str(DagRunType.SCHEDULED)):
+        assert not watch_enabled(scheduled, None) and not watch_enabled(scheduled, "off")
+        assert watch_enabled(scheduled, "on") and watch_enabled(scheduled, " ON\n")
+    for by_hand in ("manual", DagRunType.MANUAL, str(DagRunType.MANUAL)):
+        assert watch_enabled(by_hand, None) and watch_enabled(by_hand, "off")
 
 
 def test_the_watch_pod_runs_the_drift_check_command_line(parsed: dict) -> None:

@@ -54,7 +54,7 @@ def pod_check():
 @task.short_circuit(task_id="enabled")
 def enabled() -> bool:
     """Scheduled runs check only while the Variable `sensor_drift_watch` is `on`; manual runs always do."""
-    run_type = str(get_current_context()["dag_run"].run_type)
+    run_type = get_current_context()["dag_run"].run_type
     return drift_check.watch_enabled(run_type, Variable.get(drift_check.WATCH_VARIABLE, default="off"))
 
 

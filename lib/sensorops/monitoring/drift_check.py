@@ -24,9 +24,13 @@ WATCH_VARIABLE = "sensor_drift_watch"
 on a learner's machine. Runs started by hand always check."""
 
 
-def watch_enabled(run_type: str, variable: str | None) -> bool:
-    """Whether a run of the `sensor_drift_watch` DAG checks: a scheduled run only while `WATCH_VARIABLE` is `on`."""
-    return run_type != "scheduled" or (variable or "").strip().lower() == "on"
+def watch_enabled(run_type: object, variable: str | None) -> bool:
+    """Whether a run of the `sensor_drift_watch` DAG checks: a scheduled run only while `WATCH_VARIABLE` is `on`.
+
+    `run_type` as the task context gives it (Airflow's `DagRunType`), its value, or its `str()`, which is
+    `DagRunType.SCHEDULED`: comparing that with "scheduled" once let every scheduled run through."""
+    kind = str(getattr(run_type, "value", run_type)).rsplit(".", 1)[-1].lower()
+    return kind != "scheduled" or (variable or "").strip().lower() == "on"
 
 
 def default_pushgateway() -> str:
