@@ -22,8 +22,9 @@ from sensorops.pipeline.pod import (
 
 
 def pod_operator(task_id: str, cmds: list[str], arguments: list[str], **task_args: Any) -> Any:
-    """A KubernetesPodOperator running `cmds arguments` in the project's image with the settings above, its XCom read
-    from `XCOM_FILE`: what each task of the DAGs is in Kubernetes mode (`task_args`: doc, retries, timeout)."""
+    """A KubernetesPodOperator running `cmds arguments` in the project's image with `pipeline.pod`'s settings, its
+    XCom read from `pod.XCOM_FILE`: what each task of the DAGs is in Kubernetes mode (`task_args`: doc, retries,
+    timeout)."""
     secret = os.environ.get(SECRET_ENV, "sensorops-settings")
     return KubernetesPodOperator(
         task_id=task_id,
