@@ -16,6 +16,7 @@ from bs4 import BeautifulSoup
 
 import sensorops_book as book
 from sensorops.errors import UserError
+from sensorops_book import checks
 
 pytestmark = pytest.mark.notebooks
 
@@ -58,6 +59,19 @@ def test_book_needs_no_network(html_dir: Path) -> None:
                 if re.match(r"^(https?:)?//", url):
                     external.append(f"{page.relative_to(html_dir)}: <{tag} {attr}={url}>")
     assert not external, "the book must work offline, but loads:\n" + "\n".join(external)
+
+
+def test_no_page_shows_raw_directives(html_dir: Path) -> None:
+    raw = [f"{e}: {line}" for e in PAGES for line in checks.raw_directives((html_dir / f"{e}.html").read_text())]
+    assert not raw, "MyST that did not render, shown as text (a fence with backticks in its title?):\n" + "\n".join(raw)
+
+
+@pytest.mark.parametrize("entry", book.toc_notebooks())
+def test_executed_notebook_has_no_noise(entry: str) -> None:
+    path = LAYOUT.executed_dir / f"{Path(entry).name}.ipynb"
+    assert path.exists(), f"no executed copy {path}: run the notebooks first (`make notebooks`)"
+    noise = checks.output_noise(nbformat.read(path, as_version=4))
+    assert not noise, f"{path.name}: warnings, progress bars or log lines in the page:\n" + "\n".join(noise[:20])
 
 
 def test_sidebar_links_every_page(html_dir: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 import sensorops_book as book
 from sensorops.errors import UserError
+from sensorops_book import checks
 from sensorops_book.__main__ import lab_command, parse_parameters
 
 
@@ -123,3 +124,88 @@ def test_parameters_from_the_command_line() -> None:
 def test_lab_avoids_the_s3_filer_port() -> None:
     assert book.LAB_PORT != 8888
     assert f"--port={book.LAB_PORT}" in lab_command()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# What a built page and an executed notebook must not show (sensorops_book.checks)
+
+
+def page(body: str) -> str:
+    return f"<html><head><script>const x = '```{{note}}';</script></head><body>{body}</body></html>"
+
+
+RENDERED_EXERCISE = (
+    '<article class="bd-article"><div class="exercise admonition" id="ex-00-status">'
+    '<p class="admonition-title"><span class="caption-number">Exercise 2 </span> (What <code>make status</code> '
+    "tells you)</p><p>Run <code>make status</code>; the labels: 3:1 and class 2 in a table.</p></div>"
+    '<details class="solution dropdown"><summary>Solution to Exercise 2</summary><p>PIDs.</p></details></article>'
+)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "<p>```{exercise} What <code>make status</code> tells you :label: ex-00-status</p>",
+        "<pre>```{solution} ex-00-status\n:class: dropdown\n\nIt also lists the PIDs.</pre>",
+        "<p>:::{note}</p><p>Context.</p><p>:::</p>",
+        "<p>{exercise}`ex-00-slots`</p>",
+        "<p>Intro</p><p>:label: ex01-drift</p>",
+    ],
+)
+def test_raw_directives_are_found(broken: str) -> None:
+    found = checks.raw_directives(page(f'<article class="bd-article"><h1>00 · T</h1>{broken}</article>'))
+    assert found, f"not caught: {broken}"
+
+
+def test_rendered_directives_pass() -> None:
+    assert checks.raw_directives(page(RENDERED_EXERCISE)) == []  # the <script> holds "```{note}": not page text
+
+
+def executed(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    for cell in cells:
+        cell.execution_count = 1
+    return notebook(*cells)
+
+
+def with_outputs(*outputs: nbformat.NotebookNode, tags: list[str] | None = None) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs, cell.metadata["tags"] = list(outputs), tags or []
+    return cell
+
+
+def stream(text: str, name: str = "stderr") -> nbformat.NotebookNode:
+    return nbformat.v4.new_output("stream", name=name, text=text)
+
+
+NOISY = {
+    "tqdm": stream("\rgrid search:  10%|▉         | 2/21 [00:00<00:04,  4.33fit/s, random_forest]"),
+    "tqdm, finished": stream("100%|██████████| 21/21 [00:06<00:00, 3.20it/s]\n"),
+    "widget": nbformat.v4.new_output(
+        "display_data", data={checks.WIDGET_MIME: {"model_id": "a"}, "text/plain": "HBox(children=(...))"}
+    ),
+    "IProgress": stream("TqdmWarning: IProgress not found. Please update jupyter and ipywidgets.\n"),
+    "UserWarning": stream("/work/lib/x.py:3: UserWarning: Hint: Inferred schema contains integer column(s)\n"),
+    "mlflow INFO": stream("2026/12/01 05:29:41 INFO mlflow.store.model_registry.abstract_store: Waiting up to 300\n"),
+    "logging": stream("INFO:sensorops.registry:champion moved to 12\n", name="stdout"),
+    "registry print": stream("Registered model 'sensor-anomaly-detector' already exists. Creating a new version\n"),
+    "copied": stream("Copied version '3' of model 'a' to version '1' of model 'b'.\n"),
+}
+
+
+@pytest.mark.parametrize("output", NOISY.values(), ids=NOISY.keys())
+def test_output_noise_is_found(output: nbformat.NotebookNode) -> None:
+    found = checks.output_noise(executed(nbformat.v4.new_code_cell("a"), with_outputs(output)))
+    assert found and all(line.startswith("cell 1: ") for line in found), found
+
+
+def test_lesson_outputs_and_removed_cells_pass() -> None:
+    frame = nbformat.v4.new_output(
+        "execute_result", data={"text/plain": "   level  count\n0  INFO?  3", "text/html": "<table/>"}
+    )
+    states = stream("05:34:32  check_services       running\n05:34:35  prepare   success\n", name="stdout")
+    plain = nbformat.v4.new_output("execute_result", data={"text/plain": "{'readings': 6000, 'failed': 0}"})
+    removed = with_outputs(NOISY["tqdm"], NOISY["mlflow INFO"], tags=["remove-output"])
+    no_stderr = with_outputs(NOISY["tqdm"], states, tags=["remove-stderr"])
+    assert checks.output_noise(executed(with_outputs(frame, states, plain), removed, no_stderr)) == []
+    still_shown = with_outputs(NOISY["logging"], tags=["remove-stderr"])  # stdout: shown
+    assert checks.output_noise(executed(still_shown)) != []

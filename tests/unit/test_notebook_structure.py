@@ -190,3 +190,15 @@ def test_code_hygiene(path: Path) -> None:
         if re.search(r"renderers\.default\s*=|renderer\s*=", src):
             problems.append(f"code cell {i}: sets a plotly renderer; the default is the one the book renders offline")
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+FENCE_WITH_BACKTICK = re.compile(r"(?m)^ {0,3}`{3,}[^`\n]*`.*$")
+"""A backtick fence whose info string holds a backtick is no fence in CommonMark: the directive shows as text (and
+its solution with it). Titles with code go in a colon fence, `:::{exercise} What \\`make status\\` tells you`."""
+
+
+@pytest.mark.parametrize("path", [*NOTEBOOKS, *sorted(book.REPO.pages_dir.glob("*.md"))], ids=lambda p: p.name)
+def test_no_backticks_in_a_backtick_fence_title(path: Path) -> None:
+    text = markdown(read(path)) if path.suffix == ".ipynb" else path.read_text()
+    broken = [line for line in FENCE_WITH_BACKTICK.findall(text) if not re.fullmatch(r" {0,3}`{3,}", line)]
+    assert not broken, f"{path.name}: a fence cannot have backticks in its title, use `:::` instead: {broken}"

@@ -1,0 +1,97 @@
+"""What a built page and an executed notebook must not show: pure functions over HTML text and notebook objects.
+
+`tests/notebooks/test_book.py` runs them over `_build/`; `tests/unit/test_book_helpers.py` feeds them small pages and
+notebooks that must fail and pass. Each returns the problems it found, one line each (an empty list when clean), so
+that a failing test can say which page, which cell and what text.
+
+- `raw_directives`: MyST that did not render, and shows as text. A fence whose title holds backticks, for example, is
+  not a fence at all in CommonMark (a backtick fence's info string cannot contain a backtick): the page then shows
+  "```{exercise} ..." and ":label: ..." and the solution in plain sight.
+- `output_noise`: warnings, progress bars and log lines in the outputs of a notebook. They say nothing to a reader,
+  and they change from run to run (timings, local paths, version numbers).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+RAW_DIRECTIVE = re.compile(
+    r"(`{3,}|:{3,})\{[a-z][\w-]*\}"  # the opening of a fenced directive: ```{note}, :::{exercise}
+    r"|\{(exercise|solution)(-start|-end)?\}"  # sphinx-exercise's names, in any other form
+    r"|(^|\s):(label|class|nonumber|hidden):(\s|$)",  # a directive option left as text
+    re.MULTILINE,
+)
+
+REMOVED_TAGS = {"remove-output", "remove-cell"}
+"""Cells whose output the book does not show: not checked for noise. (`hide-output` is shown, folded: checked.)
+`remove-stderr` and `remove-stdout` remove one stream of a cell: the other is checked."""
+
+NOISE = {
+    "a warning": re.compile(r"\b[A-Z]\w*Warning\b[:(]|^\s*warnings\.warn\(|(^|\s)WARNING[:\s]", re.MULTILINE),
+    "a progress bar": re.compile(
+        r"\r(?!\n)"  # a line drawn again in place (tqdm on a terminal or stderr)
+        r"|\d+/\d+ \[\d+:\d\d(:\d\d)?<"  # tqdm's "3/21 [00:01<00:04"
+        r"|\b\d+(\.\d+)?\s*\w*/s\]"  # "4.33fit/s]", "2.1it/s]"
+        r"|\bit/s\]|IProgress|\d+%\|"
+    ),
+    "a log line": re.compile(
+        r"^\s*(\d{4}[-/]\d\d[-/]\d\d[ T][\d:,.]+\s+)?\[?(DEBUG|INFO|WARNING|ERROR|CRITICAL)\]?[\s:]"  # logging
+        r"|^(Successfully registered model|Registered model '|Created version '|Copied version '|View run |"
+        r"View experiment at |🏃|🧪)",  # MLflow's prints
+        re.MULTILINE,
+    ),
+}
+"""What counts as noise in an output, by kind. Lines a lesson prints on purpose (a table, a state per line, a
+`repr`) match none of these."""
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+"""A widget output: in these notebooks only a progress bar (tqdm in a kernel with ipywidgets) draws one."""
+
+
+def raw_directives(html: str) -> list[str]:
+    """The lines of a page's text that show MyST directive syntax (```{, :::{, :label:, {exercise}, ...).
+
+    The whole text of the page body is searched, code blocks included: a broken fence often turns what follows it
+    into a code block."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for node in soup(["script", "style", "head", "template"]):
+        node.decompose()
+    body = soup.select_one("article.bd-article") or soup.body or soup
+    lines = body.get_text("\n").splitlines()
+    return [line.strip()[:160] for line in lines if RAW_DIRECTIVE.search(line)]
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def output_noise(nb: Any) -> list[str]:
+    """Warnings, progress bars and log lines among the outputs the book shows: `cell N: kind: text`, one a line."""
+    found = []
+    for index, cell in enumerate(nb.get("cells", [])):
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell.get("cell_type") != "code" or REMOVED_TAGS & tags:
+            continue
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "stream" and f"remove-{out.get('name')}" in tags:
+                continue
+            if kind == "stream":
+                texts = [_text(out.get("text"))]
+            elif kind in ("display_data", "execute_result"):
+                data = out.get("data", {})
+                if WIDGET_MIME in data:
+                    found.append(f"cell {index}: a progress bar: a widget output ({_text(data.get('text/plain'))!r})")
+                texts = [_text(data.get("text/plain"))] if set(data) == {"text/plain"} else []
+            else:
+                texts = []
+            for text in texts:
+                for what, pattern in NOISE.items():
+                    if match := pattern.search(text):
+                        line_start = text.rfind("\n", 0, match.start()) + 1
+                        line = text[line_start:].lstrip("\r").split("\n")[0].split("\r")[0]
+                        found.append(f"cell {index}: {what}: {line.strip()[:160]!r}")
+    return found
