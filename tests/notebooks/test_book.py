@@ -66,6 +66,16 @@ def test_no_page_shows_raw_directives(html_dir: Path) -> None:
     assert not raw, "MyST that did not render, shown as text (a fence with backticks in its title?):\n" + "\n".join(raw)
 
 
+def test_exercises_are_numbered_per_chapter(html_dir: Path) -> None:
+    wrong = {}
+    for entry in book.toc_notebooks():
+        numbers = checks.exercise_numbers((html_dir / f"{entry}.html").read_text())
+        expected = [f"{int(Path(entry).name[:2])}.{n}" for n in range(1, len(numbers) + 1)]
+        if not numbers or numbers != expected:
+            wrong[entry] = numbers
+    assert not wrong, f"exercises must count per chapter (3.1, 3.2, ... in chapter 03); the pages show {wrong}"
+
+
 @pytest.mark.parametrize("entry", book.toc_notebooks())
 def test_executed_notebook_has_no_noise(entry: str) -> None:
     path = LAYOUT.executed_dir / f"{Path(entry).name}.ipynb"

@@ -12,6 +12,7 @@ import sensorops_book as book
 from sensorops.errors import UserError
 from sensorops_book import checks
 from sensorops_book.__main__ import lab_command, parse_parameters
+from sensorops_book.sphinx_extension import number_per_chapter
 
 
 def notebook(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -209,3 +210,31 @@ def test_lesson_outputs_and_removed_cells_pass() -> None:
     assert checks.output_noise(executed(with_outputs(frame, states, plain), removed, no_stderr)) == []
     still_shown = with_outputs(NOISY["logging"], tags=["remove-stderr"])  # stdout: shown
     assert checks.output_noise(executed(still_shown)) != []
+
+
+def test_exercises_count_per_chapter() -> None:
+    # what Sphinx's numfig assigns without a numbered toctree: one count across the whole book
+    fignumbers = {
+        "book/intro": {"figure": {"f1": (1,)}},
+        "notebooks/00_check": {"exercise": {"ex-a": (1,), "ex-b": (2,)}},
+        "notebooks/03_train": {"exercise": {"ex-c": (3,), "ex-d": (4,), "ex-e": (5,)}, "figure": {"f2": (2,)}},
+        "book/extra": {"exercise": {"ex-f": (6,)}},
+    }
+    changed = number_per_chapter(fignumbers)
+    assert fignumbers["notebooks/00_check"]["exercise"] == {"ex-a": (0, 1), "ex-b": (0, 2)}
+    assert fignumbers["notebooks/03_train"]["exercise"] == {"ex-c": (3, 1), "ex-d": (3, 2), "ex-e": (3, 3)}
+    assert fignumbers["book/extra"]["exercise"] == {"ex-f": (1,)}
+    assert fignumbers["notebooks/03_train"]["figure"] == {"f2": (2,)} and fignumbers["book/intro"] == {
+        "figure": {"f1": (1,)}
+    }
+    assert changed == ["book/extra", "notebooks/00_check", "notebooks/03_train"]
+    assert number_per_chapter(fignumbers) == []  # numbered already: nothing to rewrite
+
+
+def test_exercise_numbers_of_a_page() -> None:
+    assert checks.exercise_numbers(page(RENDERED_EXERCISE)) == ["2"]
+    two = RENDERED_EXERCISE.replace("Exercise 2 ", "Exercise 3.1 ") + RENDERED_EXERCISE.replace(
+        "Exercise 2 ", "Exercise 3.2 "
+    )
+    assert checks.exercise_numbers(page(two)) == ["3.1", "3.2"]
+    assert checks.exercise_numbers(page("<p>Exercise 8</p>")) == []

@@ -7,6 +7,7 @@ that a failing test can say which page, which cell and what text.
 - `raw_directives`: MyST that did not render, and shows as text. A fence whose title holds backticks, for example, is
   not a fence at all in CommonMark (a backtick fence's info string cannot contain a backtick): the page then shows
   "```{exercise} ..." and ":label: ..." and the solution in plain sight.
+- `exercise_numbers`: the numbers a page gives its exercises, to check that they count per chapter.
 - `output_noise`: warnings, progress bars and log lines in the outputs of a notebook. They say nothing to a reader,
   and they change from run to run (timings, local paths, version numbers).
 """
@@ -62,6 +63,15 @@ def raw_directives(html: str) -> list[str]:
     body = soup.select_one("article.bd-article") or soup.body or soup
     lines = body.get_text("\n").splitlines()
     return [line.strip()[:160] for line in lines if RAW_DIRECTIVE.search(line)]
+
+
+def exercise_numbers(html: str) -> list[str]:
+    """The numbers of a page's exercises, in page order: `["3.1", "3.2"]` for "Exercise 3.1", "Exercise 3.2"."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    spans = soup.select("div.exercise > p.admonition-title > span.caption-number")
+    return [re.sub(r"^\D*", "", span.get_text(" ", strip=True)) for span in spans]
 
 
 def _text(value: Any) -> str:

@@ -1,9 +1,16 @@
-"""A Sphinx extension for the book: a JupyterLab launch button, and plotly.js served with the book.
+"""A Sphinx extension for the book: exercises numbered per chapter, and plotly.js served with the book.
 
 `_config.yml` loads it through jupyter-book's `sphinx.local_extensions`, whose path is relative to the `_config.yml`
 jupyter-book reads, i.e. the staged copy in `_build/book/`: `../../tools`. jupyter-book appends that folder to
 `sys.path` before Sphinx loads the extension, so the build finds it however `jupyter-book build _build/book` is
 started. `tests/unit/test_notebook_structure.py` checks that the path still reaches `tools/` from the staging folder.
+
+Exercises: sphinx-exercise numbers them with Sphinx's `numfig`, which without a numbered toctree counts across the
+whole book (chapter 03 started at "Exercise 8"), and with one puts a section number in every heading and the
+TOC's position, not the chapter's, in front of each exercise. Neither sphinx-exercise nor Jupyter Book 1.x has a
+setting for per-page numbering (Sphinx issue 7135 asks for one), so `number_per_chapter` renumbers the exercises
+once Sphinx has assigned its numbers: chapter `notebooks/03_...` shows Exercise 3.1, 3.2, ...; a page outside
+`notebooks/` counts from 1. Sphinx's numbers live in `env.toc_fignumbers`, which sphinx-exercise and `{numref}` read.
 
 No Binder or Colab button: the notebooks need the local platform, so the button opens the page's notebook in the
 JupyterLab that `make lab` starts. plotly.js is copied into the HTML output rather than put in the sources'
@@ -12,6 +19,7 @@ JupyterLab that `make lab` starts. plotly.js is copied into the HTML output rath
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,34 @@ def plotly_js_path() -> Path:
     if not path.exists():
         raise UserError(f"plotly.js not found at {path}; reinstall plotly.")
     return path
+
+
+PER_CHAPTER = ("exercise",)
+"""The numbered kinds (Sphinx figtypes) that count per chapter rather than across the book."""
+CHAPTER_DOC = re.compile(r"^notebooks/(\d\d)_")
+
+
+def number_per_chapter(
+    fignumbers: dict[str, dict[str, dict[str, tuple[int, ...]]]], figtypes: tuple[str, ...] = PER_CHAPTER
+) -> list[str]:
+    """Renumber `figtypes` in Sphinx's `{docname: {figtype: {id: number}}}` (ids in document order) per page:
+    `(chapter, n)` on `notebooks/NN_...` pages, `(n,)` elsewhere. Returns the pages whose numbers changed."""
+    changed = []
+    for docname, by_type in fignumbers.items():
+        match = CHAPTER_DOC.match(docname)
+        prefix = (int(match.group(1)),) if match else ()
+        for figtype in figtypes:
+            numbers = by_type.get(figtype, {})
+            renumbered = {key: (*prefix, n) for n, key in enumerate(numbers, start=1)}
+            if renumbered != numbers:
+                by_type[figtype] = renumbered
+                changed.append(docname)
+    return sorted(set(changed))
+
+
+def _number_per_chapter(app: Any, env: Any) -> list[str]:
+    """After Sphinx's own numbering (`env-get-updated`, run at the default priority)."""
+    return number_per_chapter(env.toc_fignumbers)
 
 
 def _add_lab_button(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -84,6 +120,7 @@ def _copy_plotly_js(app: Any, exception: Exception | None) -> None:
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx entry point."""
     app.add_config_value("sensorops_lab_url", LAB_URL, "html")
+    app.connect("env-get-updated", _number_per_chapter, priority=900)
     app.connect("html-page-context", _add_lab_button, priority=502)
     app.connect("html-page-context", _add_plotly_js)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
