@@ -32,13 +32,16 @@ Which events are valid, and how a raw value becomes a flat event, is the wire fo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sensorops import events
+from sensorops import events, profiles
+from sensorops.errors import UserError
 from sensorops.events import EVENT_COLUMNS, events_frame
+from sensorops.profiles import Profile
 
 ROLLING_WINDOW = 10
 """Readings per sensor in the rolling window, the current one included."""
@@ -178,3 +181,205 @@ FROM (
     )
     WINDOW w AS (PARTITION BY sensor_id ORDER BY proc_time ROWS BETWEEN {n} PRECEDING AND CURRENT ROW)
 )"""
+
+
+# -- any profile's features: every channel, a short and a long window, lags ----------------------------------------
+
+LONG_WINDOW = 120
+"""Readings per sensor in the long window of a profile's features: a slow fault (a drift, a valve closed over a
+minute) carries the short window along with it, not this one."""
+LAGS = (10, 60)
+"""`<c>_delta_<k>` is the reading minus the sensor's reading `k` arrivals earlier: the change over that span."""
+RELATIVE_TOLERANCE = 1e-9
+"""A profile's channels come in any unit (vibration RMS in g varies by 1e-7 squared units, pressure in Pa by 1e4),
+so a variance below this share of mean(x^2) counts as 0, not one below `TOLERANCE`."""
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The feature table of a profile, in pandas (`compute`) and in Flink SQL (`flink_sql`), from one definition.
+
+    The default profile's is exactly the table above (`FEATURE_COLUMNS`, `compute_features`, `flink_sql`). Any other
+    profile's has the event's columns (`sensor_id`, `event_time`, one per channel, `is_anomaly`, `anomaly_type`)
+    and, per channel `c`, in arrival order per sensor as above:
+
+    - `c_rolling_mean`, `c_rolling_std`, `c_zscore` over the last `window` readings, and `c_long_mean`,
+      `c_long_std`, `c_long_zscore` over the last `long_window` (zero variance below `RELATIVE_TOLERANCE`);
+    - `c_rate_of_change` per second, as above;
+    - `c_delta_<k>` for each of `lags`: c minus the sensor's reading k arrivals earlier (null before it has one).
+
+    No calendar columns: a recorded data set's hour says when someone ran the test rig, not how the sensor behaves.
+    """
+
+    profile: Profile
+    window: int = ROLLING_WINDOW
+    long_window: int = LONG_WINDOW
+    lags: tuple[int, ...] = LAGS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.window <= self.long_window or any(k < 1 for k in self.lags):
+            got = f"window {self.window}, long_window {self.long_window}, lags {list(self.lags)}"
+            raise UserError(f"profile {self.profile.name}: features need 1 <= window <= long_window, lags >= 1; {got}")
+        if len(set(self.columns)) != len(self.columns):
+            raise UserError(f"profile {self.profile.name}: a channel name repeats a feature name of another channel")
+
+    @property
+    def channels(self) -> dict[str, str]:
+        """Each channel and the prefix of its feature columns."""
+        return dict(CHANNELS) if self.profile.is_default else {c: c for c in self.profile.channel_names}
+
+    @property
+    def event_columns(self) -> list[str]:
+        if self.profile.is_default:
+            return list(EVENT_COLUMNS)
+        return ["sensor_id", "event_time", *self.profile.channel_names, "is_anomaly", "anomaly_type"]
+
+    def channel_features(self, prefix: str) -> list[str]:
+        """The feature columns of one channel (not for the default profile)."""
+        stats = ("rolling_mean", "rolling_std", "zscore", "long_mean", "long_std", "long_zscore", "rate_of_change")
+        return [f"{prefix}_{s}" for s in stats] + [f"{prefix}_delta_{k}" for k in self.lags]
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns of the feature table, in order."""
+        if self.profile.is_default:
+            return list(FEATURE_COLUMNS)
+        return self.event_columns + [f for c in self.profile.channel_names for f in self.channel_features(c)]
+
+    @property
+    def numeric(self) -> list[str]:
+        """Numeric columns a model can take as they are."""
+        if self.profile.is_default:
+            return list(NUMERIC_FEATURES)
+        return [c for c in self.columns if c not in ("sensor_id", "event_time", "is_anomaly", "anomaly_type")]
+
+    @property
+    def levels(self) -> list[str]:
+        """The columns that carry a channel's level (the reading, its means): what a slow drift of the level moves
+        although the machine is fine."""
+        if self.profile.is_default:
+            return [*CHANNELS, *(f"{p}_rolling_mean" for p in CHANNELS.values())]
+        return [f"{c}{s}" for c in self.profile.channel_names for s in ("", "_rolling_mean", "_long_mean")]
+
+    def compute(self, events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+        """The feature table of events given in arrival order: event dicts as on the wire, or a DataFrame with
+        `timestamp` (as `replay.read_profile` returns) or `event_time`. One row per event, in the input order."""
+        if self.profile.is_default:
+            return compute_features(events)
+        df = self._events(events)
+        ts, keys = df["event_time"], df["sensor_id"]
+        by_sensor = df.groupby("sensor_id", sort=False)
+        dt_s = (ts - by_sensor["event_time"].shift(1)).dt.total_seconds()
+        out = {}
+        for c in self.profile.channel_names:
+            x = df[c]
+            for label, n in (("rolling", self.window), ("long", self.long_window)):
+                mean, std = _window_stats(x, keys, n)
+                zscore = np.where(x.isna(), np.nan, np.where(std > 0, (x - mean) / std.where(std > 0), 0.0))
+                out[f"{c}_{label}_mean"], out[f"{c}_{label}_std"] = mean, std
+                out[f"{c}_zscore" if label == "rolling" else f"{c}_long_zscore"] = zscore
+            out[f"{c}_rate_of_change"] = ((x - by_sensor[c].shift(1)) / dt_s).where(dt_s > 0)
+            for k in self.lags:
+                out[f"{c}_delta_{k}"] = x - by_sensor[c].shift(k)
+        return pd.concat([df, pd.DataFrame(out, index=df.index)], axis=1)[self.columns]
+
+    def _events(self, events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+        frame = events if isinstance(events, pd.DataFrame) else pd.DataFrame(list(events))
+        frame = frame.rename(columns={"timestamp": "event_time"}) if "event_time" not in frame else frame
+        missing = [c for c in self.event_columns if c not in frame.columns]
+        if missing:
+            raise UserError(f"the events lack the columns {missing} of profile {self.profile.name}")
+        df = frame[self.event_columns].reset_index(drop=True)
+        df["event_time"] = pd.to_datetime(df["event_time"], utc=True).astype("datetime64[ms, UTC]")
+        df[list(self.profile.channel_names)] = df[list(self.profile.channel_names)].astype("float64")
+        return df.assign(is_anomaly=df["is_anomaly"].astype(bool), anomaly_type=df["anomaly_type"].astype(str))
+
+    def flink_sql(self, events: str) -> str:
+        """The same table as a Flink SQL query over the view `events` (columns as for `flink_sql` above, with the
+        profile's channels): three nested OVER windows, the previous readings (LAG), then the short and the long
+        ROWS windows."""
+        if self.profile.is_default:
+            return flink_sql(events)
+        names = self.profile.channel_names
+        lags = [f"LAG(`{c}`) OVER w AS `{c}__prev`" for c in names]
+        lags += [f"LAG(`{c}`, {k}) OVER w AS `{c}__lag_{k}`" for c in names for k in self.lags]
+        levels = {"rolling": self.window, "long": self.long_window}
+        sums = {
+            label: [
+                f"AVG(`{c}`) OVER w AS `{c}_{label}_mean`, AVG(`{c}` * `{c}`) OVER w AS `{c}__{label}_sq`"
+                for c in names
+            ]
+            for label in levels
+        }
+        selected = [f"`{c}`" for c in self.event_columns]
+        for c in names:
+            for label in levels:
+                mean, var = f"`{c}_{label}_mean`", f"(`{c}__{label}_sq` - `{c}_{label}_mean` * `{c}_{label}_mean`)"
+                std = (
+                    f"SQRT(CASE WHEN {var} < {_double(RELATIVE_TOLERANCE)} * `{c}__{label}_sq` THEN 0E0 ELSE {var} END)"
+                )
+                zscore = f"`{c}_zscore`" if label == "rolling" else f"`{c}_long_zscore`"
+                selected.append(f"{mean}, {std} AS `{c}_{label}_std`")
+                selected.append(
+                    f"CASE WHEN `{c}` IS NULL THEN CAST(NULL AS DOUBLE) WHEN {std} > 0 THEN (`{c}` - {mean}) / {std}"
+                    f" ELSE 0E0 END AS {zscore}"
+                )
+            selected.append(
+                f"CASE WHEN event_ms - prev_event_ms > 0 THEN (`{c}` - `{c}__prev`) / (CAST(event_ms - prev_event_ms"
+                f" AS DOUBLE) / 1000E0) END AS `{c}_rate_of_change`"
+            )
+            selected += [f"`{c}` - `{c}__lag_{k}` AS `{c}_delta_{k}`" for k in self.lags]
+        order = "PARTITION BY sensor_id ORDER BY proc_time"
+        sep = ",\n        "
+        return f"""
+SELECT
+        {sep.join(selected)}
+FROM (
+    SELECT *,
+        {sep.join(sums["long"])}
+    FROM (
+        SELECT *,
+            {sep.join(sums["rolling"])}
+        FROM (
+            SELECT *,
+            {sep.join(lags)},
+            LAG(event_ms) OVER w AS prev_event_ms
+            FROM {events}
+            WINDOW w AS ({order})
+        )
+        WINDOW w AS ({order} ROWS BETWEEN {self.window - 1} PRECEDING AND CURRENT ROW)
+    )
+    WINDOW w AS ({order} ROWS BETWEEN {self.long_window - 1} PRECEDING AND CURRENT ROW)
+)"""
+
+
+def _window_stats(x: pd.Series, keys: pd.Series, n: int) -> tuple[pd.Series, pd.Series]:
+    """Mean and population standard deviation of each sensor's last `n` non-null values, the current one included
+    (a variance below `RELATIVE_TOLERANCE` of mean(x^2) is 0)."""
+
+    def mean_of(values: pd.Series) -> pd.Series:
+        rolled = values.groupby(keys, sort=False).rolling(n, min_periods=1).mean()
+        return rolled.reset_index(level=0, drop=True).sort_index()
+
+    mean, mean_sq = mean_of(x), mean_of(x * x)
+    var = mean_sq - mean * mean
+    return mean, np.sqrt(var.mask(var < RELATIVE_TOLERANCE * mean_sq, 0.0))
+
+
+def for_profile(profile: Profile | None = None) -> FeatureSet:
+    """The feature set of `profile` (default: the building-climate profile). A profile file may set the windows and
+    lags under `features` (`{window: 10, long_window: 120, lags: [10, 60]}`); the default profile's are fixed."""
+    profile = profile or profiles.default()
+    options = profile.extra.get("features") or {}
+    where = f"profile {profile.name}: features"
+    if not isinstance(options, dict) or set(options) - {"window", "long_window", "lags"}:
+        raise UserError(f"{where} takes window, long_window and lags, got {options!r}")
+    if options and profile.is_default:
+        raise UserError(f"{where}: the default profile's features are fixed")
+    lags = options.get("lags", LAGS)
+    numbers = [options.get("window", ROLLING_WINDOW), options.get("long_window", LONG_WINDOW)]
+    if not isinstance(lags, list | tuple) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in [*numbers, *lags]
+    ):
+        raise UserError(f"{where}: window, long_window and each lag are whole numbers of readings, got {options!r}")
+    return FeatureSet(profile, numbers[0], numbers[1], tuple(lags))
