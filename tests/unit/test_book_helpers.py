@@ -12,7 +12,8 @@ import sensorops_book as book
 from sensorops.errors import UserError
 from sensorops_book import checks
 from sensorops_book.__main__ import lab_command, parse_parameters
-from sensorops_book.sphinx_extension import number_per_chapter
+from sensorops_book.layout import LOCAL_URL
+from sensorops_book.sphinx_extension import number_per_chapter, unlink_local
 
 
 def notebook(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -238,3 +239,76 @@ def test_exercise_numbers_of_a_page() -> None:
     )
     assert checks.exercise_numbers(page(two)) == ["3.1", "3.2"]
     assert checks.exercise_numbers(page("<p>Exercise 8</p>")) == []
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The published book: no link to the reader's machine, no launch button, no pre-signed URL
+
+
+@pytest.mark.parametrize(
+    "url, local",
+    [
+        ("http://127.0.0.1:5000/#/experiments/1", True),
+        ("http://localhost:8080", True),
+        ("//127.0.0.1:8899/lab/tree/x.ipynb", True),
+        ("http://0.0.0.0:9090/graph", True),
+        ("http://[::1]:8081", True),
+        ("https://kafka.apache.org/documentation/", False),
+        ("http://localhost.example.org/", False),
+        ("../book/setup.html#the-services", False),
+    ],
+)
+def test_local_urls(url: str, local: bool) -> None:
+    assert bool(LOCAL_URL.match(url)) is local
+
+
+def test_links_to_the_readers_machine_become_their_address() -> None:
+    body = (
+        '<li><a class="reference external" href="http://127.0.0.1:5000/#/runs/abc">random_forest</a>: F1 0.9</li>'
+        '<p>See <a href="http://127.0.0.1:8081">http://127.0.0.1:8081</a> and '
+        '<a class="reference external" href="https://flink.apache.org/">Flink</a>.</p>'
+    )
+    out = unlink_local(body)
+    assert 'href="http://127' not in out and checks.publication_problems(page(out)) == []
+    assert (
+        'random_forest (<code class="docutils literal notranslate"><span class="pre">http://127.0.0.1:5000/#/runs/abc'
+        in out
+    )
+    assert '<span class="pre">http://127.0.0.1:8081</span></code> and' in out
+    assert '<a class="reference external" href="https://flink.apache.org/">Flink</a>' in out
+    assert checks.publication_problems(page(body)) != []
+
+
+LAUNCH_DROPDOWN = (
+    '<div class="article-header-buttons"><div class="dropdown dropdown-launch-buttons"><button class="btn" '
+    'aria-label="Launch interactive content"></button><ul><li><a href="https://mybinder.org/v2/gh/x/y/HEAD" '
+    'class="btn btn-launch-binder-button dropdown-item">Binder</a></li></ul></div></div>'
+)
+UNPUBLISHABLE = {
+    "autolink": '<p><a class="reference external" href="http://127.0.0.1:8081">http://127.0.0.1:8081</a></p>',
+    "localhost image": '<img src="http://localhost:8050/panel.png">',
+    "launch dropdown": LAUNCH_DROPDOWN,
+    "local JupyterLab": '<a href="http://127.0.0.1:8899/lab/tree/notebooks/00_check_platform.ipynb">JupyterLab</a>',
+    "pre-signed": "<pre>http://127.0.0.1:8333/reports/r.html?X-Amz-Algorithm=AWS4-HMAC-SHA256&amp;"
+    "X-Amz-Credential=AKIA0000%2F20261201&amp;X-Amz-Signature=abc123</pre>",
+    "pre-signed, v2": "<p>https://s3.example.org/b/k?AWSAccessKeyId=AKIA0000&amp;Expires=1&amp;Signature=x</p>",
+}
+
+
+@pytest.mark.parametrize("html", UNPUBLISHABLE.values(), ids=UNPUBLISHABLE.keys())
+def test_unpublishable_pages_are_caught(html: str) -> None:
+    assert checks.publication_problems(page(f'<div class="header-article-items">{html}</div>')), html
+
+
+def test_a_page_that_says_where_each_ui_lives_passes() -> None:
+    body = (
+        '<div class="header-article-items"><div class="article-header-buttons"><div class="dropdown '
+        'dropdown-download-buttons"><a href="../_sources/notebooks/00.ipynb" class="btn-download-source-button">'
+        ".ipynb</a></div></div></div>"
+        '<article class="bd-article"><table><tr><td>Flink</td><td><code class="docutils literal notranslate">'
+        '<span class="pre">http://127.0.0.1:8081</span></code></td></tr></table>'
+        '<p><a class="reference external" href="https://airflow.apache.org/docs/">Airflow</a>, '
+        '<a class="reference internal" href="../book/setup.html#the-services">the services</a>; '
+        "the report is fetched by its <code>s3://pipeline-reports/r.html</code> URI.</p></article>"
+    )
+    assert checks.publication_problems(page(body)) == []

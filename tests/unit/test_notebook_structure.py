@@ -80,7 +80,13 @@ def test_book_config() -> None:
     assert list(extensions) == ["sensorops_book.sphinx_extension"]
     path = (book.REPO.staging_dir / extensions["sensorops_book.sphinx_extension"]).resolve()
     assert path == TOOLS_DIR, f"jupyter-book reads the staged _config.yml in {book.REPO.staging_dir}: fix the path"
-    assert not cfg["launch_buttons"].get("binderhub_url"), "no Binder: the notebooks need the local platform"
+    launch = cfg.get("launch_buttons", {})
+    assert not any(launch.get(k) for k in ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url", "thebe")), (
+        "no launch button: the notebooks need the platform on the reader's machine"
+    )
+    assert "repository" not in cfg or cfg["repository"].get("url"), "name the repository, or leave `repository:` out"
+    buttons = [k for k, v in cfg.get("html", {}).items() if k.endswith("_button") and k != "use_download_button" and v]
+    assert not buttons, f"no repository, issue or edit buttons: the book names no public repository ({buttons})"
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ How the book is built (nothing runs twice):
 3. `build()` runs `jupyter-book build` on the staging folder with warnings as errors (`_config.yml` sets
    `execute_notebooks: "off"`). The HTML lands in `_build/book/_build/html/`.
 
-`sensorops_book.sphinx_extension` is a small Sphinx extension (listed in `_config.yml`): it adds a launch button
-that opens the page's notebook in the local JupyterLab (`make lab`), ships plotly.js with the book and loads it on
-the pages that have figures.
+`sensorops_book.sphinx_extension` is a small Sphinx extension (listed in `_config.yml`): it numbers exercises per
+chapter, shows links to the reader's own machine (127.0.0.1) as addresses rather than links, ships plotly.js with
+the book and loads it on the pages that have figures. `sensorops_book.checks` holds what the tests require of the
+built pages and the executed notebooks (no raw directives, no noise, nothing unpublishable).
 
 Command line: `PYTHONPATH=tools python -m sensorops_book notebooks|build|lab` (what `make notebooks`, `make book`
 and `make lab` run).

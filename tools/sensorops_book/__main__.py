@@ -35,7 +35,7 @@ def lab_command(port: int = LAB_PORT) -> list[str]:
         "lab",
         "--ip=127.0.0.1",
         f"--port={port}",
-        "--ServerApp.port_retries=0",  # the launch buttons in the book point at this port
+        "--ServerApp.port_retries=0",  # book/setup.md names this port
         "--no-browser",
         f"--ServerApp.root_dir={ROOT}",
         "--ServerApp.default_url=/lab/tree/notebooks",

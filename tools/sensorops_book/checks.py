@@ -7,6 +7,9 @@ that a failing test can say which page, which cell and what text.
 - `raw_directives`: MyST that did not render, and shows as text. A fence whose title holds backticks, for example, is
   not a fence at all in CommonMark (a backtick fence's info string cannot contain a backtick): the page then shows
   "```{exercise} ..." and ":label: ..." and the solution in plain sight.
+- `publication_problems`: what a published page must not carry: a link to the reader's own machine (127.0.0.1,
+  localhost), a launch button (Binder, JupyterHub, Colab, a local JupyterLab), a pre-signed S3 URL (it carries an
+  access key id and opens the object to whoever holds it).
 - `exercise_numbers`: the numbers a page gives its exercises, to check that they count per chapter.
 - `output_noise`: warnings, progress bars and log lines in the outputs of a notebook. They say nothing to a reader,
   and they change from run to run (timings, local paths, version numbers).
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from sensorops_book.layout import LOCAL_URL
 
 RAW_DIRECTIVE = re.compile(
     r"(`{3,}|:{3,})\{[a-z][\w-]*\}"  # the opening of a fenced directive: ```{note}, :::{exercise}
@@ -63,6 +68,34 @@ def raw_directives(html: str) -> list[str]:
     body = soup.select_one("article.bd-article") or soup.body or soup
     lines = body.get_text("\n").splitlines()
     return [line.strip()[:160] for line in lines if RAW_DIRECTIVE.search(line)]
+
+
+SIGNED_URL = re.compile(r"X-Amz-(Signature|Credential)|AWSAccessKeyId\s*=|[?&]Signature=", re.IGNORECASE)
+LAUNCH = re.compile(r"launch|binder|colab|jupyterhub|deepnote|thebe-launch", re.IGNORECASE)
+LINKING = (("a", "href"), ("link", "href"), ("img", "src"), ("script", "src"), ("iframe", "src"), ("form", "action"))
+
+
+def publication_problems(html: str) -> list[str]:
+    """Links to the reader's machine, launch buttons and pre-signed URLs in a built page, one line each."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    found = []
+    for tag, attr in LINKING:
+        for node in soup.find_all(tag):
+            url = str(node.get(attr) or "")
+            if LOCAL_URL.match(url):
+                found.append(f"a link to the reader's machine: <{tag} {attr}={url}>")
+            if "/lab/tree/" in url or re.match(r"^(https?:)?//[^/]*(mybinder|colab\.research)", url):
+                found.append(f"a launch link: <{tag} {attr}={url}>")
+    for node in soup.select(".header-article-items *, .article-header-buttons *"):
+        names = " ".join([*node.get("class", []), str(node.get("aria-label") or ""), str(node.get("title") or "")])
+        if LAUNCH.search(names):
+            found.append(f"a launch button: <{node.name} class={' '.join(node.get('class', []))!r}>")
+            break
+    for match in SIGNED_URL.finditer(html):
+        found.append(f"a pre-signed URL: ...{html[max(0, match.start() - 60) : match.end() + 20]}...")
+    return found
 
 
 def exercise_numbers(html: str) -> list[str]:

@@ -21,6 +21,8 @@ PLOTLY_JS = "plotly.min.js"
 PLOTLY_DIV_CLASS = "plotly-graph-div"
 LAB_PORT = 8899  # not 8888: the SeaweedFS filer listens there
 LAB_URL = f"http://127.0.0.1:{LAB_PORT}"
+LOCAL_URL = re.compile(r"^(https?:)?//(127(\.\d+){3}|localhost|0\.0\.0\.0|\[::1\])([:/?#]|$)", re.IGNORECASE)
+"""A URL on the reader's own machine: in the published book a link to it leads nowhere (or to another service)."""
 
 TOOLS_DIR = Path(__file__).resolve().parents[1]
 """The folder that holds this package (not installed): `_config.yml`'s `local_extensions` must point here."""

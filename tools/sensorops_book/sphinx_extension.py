@@ -1,4 +1,4 @@
-"""A Sphinx extension for the book: exercises numbered per chapter, and plotly.js served with the book.
+"""A Sphinx extension for the book: exercises numbered per chapter, no link to the reader's machine, plotly.js.
 
 `_config.yml` loads it through jupyter-book's `sphinx.local_extensions`, whose path is relative to the `_config.yml`
 jupyter-book reads, i.e. the staged copy in `_build/book/`: `../../tools`. jupyter-book appends that folder to
@@ -12,8 +12,12 @@ setting for per-page numbering (Sphinx issue 7135 asks for one), so `number_per_
 once Sphinx has assigned its numbers: chapter `notebooks/03_...` shows Exercise 3.1, 3.2, ...; a page outside
 `notebooks/` counts from 1. Sphinx's numbers live in `env.toc_fignumbers`, which sphinx-exercise and `{numref}` read.
 
-No Binder or Colab button: the notebooks need the local platform, so the button opens the page's notebook in the
-JupyterLab that `make lab` starts. plotly.js is copied into the HTML output rather than put in the sources'
+No launch button, and no link to 127.0.0.1 or localhost: the book is published, and such a link leads nowhere for a
+reader without the platform running (or to whatever that reader runs on the port). The setup page says where each
+UI lives on the reader's machine, as text. The notebooks' outputs keep their links to MLflow runs (in JupyterLab
+they open the learner's own MLflow); `unlink_local` shows them in the book as the address in code instead.
+
+plotly.js is copied into the HTML output rather than put in the sources'
 `_static/`, where jupyter-book would load it on every page; it is loaded on the pages that have a figure only.
 """
 
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sensorops.errors import UserError
-from sensorops_book.layout import LAB_URL, PLOTLY_DIV_CLASS, PLOTLY_JS
+from sensorops_book.layout import LOCAL_URL, PLOTLY_DIV_CLASS, PLOTLY_JS
 
 
 def plotly_js_path() -> Path:
@@ -66,29 +70,31 @@ def _number_per_chapter(app: Any, env: Any) -> list[str]:
     return number_per_chapter(env.toc_fignumbers)
 
 
-def _add_lab_button(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
-    """On a notebook page, a launch button that opens that notebook in the local JupyterLab."""
-    if not pagename.startswith("notebooks/") or "header_buttons" not in context:
-        return
-    url = f"{app.config.sensorops_lab_url.rstrip('/')}/lab/tree/{pagename}.ipynb"
-    context["header_buttons"].append(
-        {
-            "type": "group",
-            "tooltip": "Launch interactive content",
-            "icon": "fas fa-rocket",
-            "label": "launch-buttons",
-            "buttons": [
-                {
-                    "type": "link",
-                    "text": "JupyterLab",
-                    "tooltip": "Open in your local JupyterLab (start it with `make lab`)",
-                    "icon": "_static/images/logo_jupyterhub.svg",
-                    "url": url,
-                    "label": "launch-jupyterlab-button",
-                }
-            ],
-        }
-    )
+LINK = re.compile(r"<a\b[^>]*?\bhref=\"([^\"]*)\"[^>]*>(.*?)</a>", re.DOTALL)
+
+
+def _code(text: str) -> str:
+    return f'<code class="docutils literal notranslate"><span class="pre">{text}</span></code>'
+
+
+def unlink_local(body: str) -> str:
+    """Every link to the reader's own machine as its address in code: `<a href=URL>URL</a>` becomes the code URL,
+    `<a href=URL>text</a>` becomes `text (URL)` with the URL in code. Other links stay."""
+
+    def replace(match: re.Match) -> str:
+        href, inner = match.group(1), match.group(2)
+        if not LOCAL_URL.match(href):
+            return match.group(0)
+        if re.sub(r"<[^>]+>", "", inner).strip() == href:
+            return _code(href)
+        return f"{inner} ({_code(href)})"
+
+    return LINK.sub(replace, body)
+
+
+def _unlink_local(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    if "body" in context:
+        context["body"] = unlink_local(context["body"])
 
 
 def _add_plotly_js(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -119,9 +125,8 @@ def _copy_plotly_js(app: Any, exception: Exception | None) -> None:
 
 def setup(app: Any) -> dict[str, Any]:
     """Sphinx entry point."""
-    app.add_config_value("sensorops_lab_url", LAB_URL, "html")
     app.connect("env-get-updated", _number_per_chapter, priority=900)
-    app.connect("html-page-context", _add_lab_button, priority=502)
+    app.connect("html-page-context", _unlink_local)
     app.connect("html-page-context", _add_plotly_js)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("build-finished", _copy_plotly_js)
