@@ -208,3 +208,20 @@ def test_no_backticks_in_a_backtick_fence_title(path: Path) -> None:
     text = markdown(read(path)) if path.suffix == ".ipynb" else path.read_text()
     broken = [line for line in FENCE_WITH_BACKTICK.findall(text) if not re.fullmatch(r" {0,3}`{3,}", line)]
     assert not broken, f"{path.name}: a fence cannot have backticks in its title, use `:::` instead: {broken}"
+
+
+OFFICIAL_DOCS = re.compile(
+    r"https://(kafka\.apache\.org|nightlies\.apache\.org/flink|mlflow\.org|airflow\.apache\.org|prometheus\.io|"
+    r"scikit-learn\.org|kafka-python\.readthedocs\.io|json-schema\.org|github\.com/seaweedfs)/"
+)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_references_at_the_end(path: Path) -> None:
+    cells = [c for c in read(path).cells if c.cell_type == "markdown"]
+    last = cells[-1].source if cells else ""
+    assert re.match(r"## References", last), f"{path.name}: the last cell must be `## References and further reading`"
+    links = re.findall(r"\]\((\S+?)\)", last)
+    official = [url for url in links if OFFICIAL_DOCS.match(url)]
+    assert len(official) >= 3, f"{path.name}: link at least three pages of the tools' official documentation: {links}"
+    assert official == links, f"{path.name}: references are the official documentation: {set(links) - set(official)}"
