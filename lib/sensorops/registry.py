@@ -32,13 +32,9 @@ MODEL_NAME = "sensor-anomaly-detector"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 SELECTION_METRIC = "f1"
-TRUSTED_TYPES = [
-    "numpy.dtype",
-    "sklearn.tree._tree.Tree",
-    f"{training.NormalOnlyDetector.__module__}.{training.NormalOnlyDetector.__qualname__}",
-]
-"""Types in our saved models that skops does not trust by default. We build and save these models ourselves;
-skops checks every other type against its own allow-list when the model is loaded."""
+TRUSTED_TYPES = training.TRUSTED_TYPES
+"""Types in our saved models that skops does not trust by default (listed beside the classes, in `training`); skops
+checks every other type against its own allow-list when the model is loaded."""
 
 
 def client(settings: config.Settings | None = None) -> MlflowClient:
@@ -115,13 +111,13 @@ def _period(split: training.TimeSplit) -> dict[str, str]:
     }
 
 
-def _log_lineage(split: training.TimeSplit, partitions: Sequence[str]) -> None:
-    """The S3 partitions read, as an artifact and as MLflow dataset inputs (with schema and digest)."""
+def _log_lineage(split: training.TimeSplit, partitions: Sequence[str], inputs: Sequence[str]) -> None:
+    """The S3 partitions (or files) read, as an artifact and as MLflow dataset inputs (with schema and digest)."""
     source = partitions[0].rsplit("/dt=", 1)[0] if partitions else "memory"
     mlflow.log_dict({"partitions": list(partitions), **_period(split)}, "lineage.json")
     for context, frame in (("training", split.train), ("testing", split.test)):
         dataset = mlflow.data.from_pandas(
-            frame[[training.TIME_COLUMN, *training.MODEL_INPUTS, training.LABEL_COLUMN, training.TYPE_COLUMN]],
+            frame[[training.TIME_COLUMN, *inputs, training.LABEL_COLUMN, training.TYPE_COLUMN]],
             source=source,
             targets=training.LABEL_COLUMN,
             name=f"features-{context}",
@@ -139,7 +135,8 @@ def log_model_run(
     commit: str | None = None,
 ) -> LoggedModel:
     """One run: parameters, test metrics, the model with signature and input example, lineage, figures."""
-    X_test, _ = training.features_and_labels(split.test)
+    inputs = training.Inputs.of(result.model)
+    X_test, _ = training.features_and_labels(split.test, inputs)
     example = X_test.head(5)
     signature = infer_signature(example, result.model.predict(example))
     tags = {"sensorops.model": result.name, "sensorops.kind": "supervised" if result.supervised else "unsupervised"}
@@ -167,7 +164,7 @@ def log_model_run(
                 "fit_seconds": result.fit_seconds,
             }
         )
-        _log_lineage(split, partitions)
+        _log_lineage(split, partitions, inputs.columns)
         info = mlflow.sklearn.log_model(
             result.model,
             name="model",
@@ -205,8 +202,9 @@ def log_session(
     *,
     experiment: str = EXPERIMENT,
     run_name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Session:
-    """Log every model as a child of one parent run that holds the baselines and the comparison table."""
+    """Log every model as a child of one parent run (tagged with `tags`) that holds the baselines and the table."""
     try:
         client()
         mlflow.set_experiment(experiment)
@@ -218,7 +216,7 @@ def log_session(
     commit = git_commit()
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
     name = run_name or f"train-{stamp}"
-    tags = {"mlflow.source.git.commit": commit} if commit else {}
+    tags = {**(tags or {}), **({"mlflow.source.git.commit": commit} if commit else {})}
     with mlflow.start_run(run_name=name, tags=tags) as parent:
         mlflow.log_params(
             {
@@ -230,7 +228,7 @@ def log_session(
         )
         for baseline, evaluation in baselines.items():
             mlflow.log_metrics({f"{baseline}.{k}": v for k, v in evaluation.flat().items()})
-        _log_lineage(split, partitions)
+        _log_lineage(split, partitions, training.Inputs.of(results[0].model).columns if results else ())
         table = training.comparison(results, baselines)
         mlflow.log_text(table.to_csv(), "comparison.csv")
         mlflow.log_text(split.balance().to_csv(), "class_balance.csv")

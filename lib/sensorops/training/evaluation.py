@@ -8,6 +8,7 @@ how many episodes were found (any reading flagged) and the median delay to the f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,14 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score
 
 from sensorops import features
-from sensorops.training.data import LABEL_COLUMN, TIME_COLUMN, TYPE_COLUMN, features_and_labels, require_both_classes
+from sensorops.training.data import (
+    LABEL_COLUMN,
+    TIME_COLUMN,
+    TYPE_COLUMN,
+    Inputs,
+    features_and_labels,
+    require_both_classes,
+)
 from sensorops.training.episodes import flag_detection, pointwise
 
 RATES = ("precision", "recall", "f1", "false_alarm_rate", "missed_alarm_rate")
@@ -105,8 +113,8 @@ def _readings(frame: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def evaluate_model(model: BaseEstimator, test: pd.DataFrame) -> Evaluation:
-    """Score a fitted model on a test frame."""
-    X, y = features_and_labels(test)
+    """Score a fitted model on a test frame (on the inputs it was fitted on: `Inputs.of`)."""
+    X, y = features_and_labels(test, Inputs.of(model))
     return evaluate(y, model.predict(X), anomaly_scores(model, X), test[TYPE_COLUMN], _readings(test))
 
 
@@ -117,13 +125,15 @@ deviation): sqrt(n - 1), exactly 3 for n = 10. The rule of thumb "beyond 3 stand
 ZSCORE_THRESHOLD = 2.5
 
 
-def baselines(test: pd.DataFrame, *, z_threshold: float = ZSCORE_THRESHOLD) -> dict[str, Evaluation]:
+def baselines(
+    test: pd.DataFrame, *, z_threshold: float = ZSCORE_THRESHOLD, zscore_columns: Sequence[str] = ZSCORE_COLUMNS
+) -> dict[str, Evaluation]:
     """Two rules any model must beat: flag every reading (always a baseline: on data with many anomalous readings it
-    scores a high F1, at a false-alarm rate of 1); flag a reading whose largest |z-score| exceeds 2.5 (not 3: see
-    `MAX_ZSCORE`)."""
+    scores a high F1, at a false-alarm rate of 1); flag a reading whose largest |z-score| (of `zscore_columns`, a
+    profile's `<channel>_zscore`) exceeds 2.5 (not 3: see `MAX_ZSCORE`)."""
     y = test[LABEL_COLUMN].astype(bool).to_numpy().astype(int)
     types, readings = test[TYPE_COLUMN], _readings(test)
-    largest_z = test[list(ZSCORE_COLUMNS)].astype("float64").abs().max(axis=1).fillna(0.0).to_numpy()
+    largest_z = test[list(zscore_columns)].astype("float64").abs().max(axis=1).fillna(0.0).to_numpy()
     return {
         "flag_everything": evaluate(y, np.ones_like(y), np.ones(len(y)), types, readings),
         "zscore_threshold": evaluate(y, (largest_z > z_threshold).astype(int), largest_z, types, readings),

@@ -18,11 +18,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.svm import OneClassSVM
 
 from sensorops.errors import UserError
-from sensorops.training.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from sensorops.training.data import DEFAULT_INPUTS, Inputs
 from sensorops.training.normal import NormalIsolationForest, PCADetector
 
 
-def preprocessor(*, scale: bool) -> ColumnTransformer:
+def preprocessor(*, scale: bool, inputs: Inputs = DEFAULT_INPUTS) -> ColumnTransformer:
     """Impute (mean, plus a missing-value indicator: a dropout *is* a signal), optionally scale, one-hot encode.
 
     The mean, not the median: with the indicator beside it the filled value matters little, and scikit-learn's
@@ -33,8 +33,8 @@ def preprocessor(*, scale: bool) -> ColumnTransformer:
         numeric_steps.append(("scale", StandardScaler()))
     return ColumnTransformer(
         [
-            ("numeric", Pipeline(numeric_steps), list(NUMERIC_FEATURES)),
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(CATEGORICAL_FEATURES)),
+            ("numeric", Pipeline(numeric_steps), list(inputs.numeric)),
+            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(inputs.categorical)),
         ],
         verbose_feature_names_out=False,
     )
@@ -59,6 +59,8 @@ class NormalOnlyDetector(ClassifierMixin, BaseEstimator):
         if self.max_fit_rows is not None and len(normal) > self.max_fit_rows:
             normal = normal.sample(n=self.max_fit_rows, random_state=self.random_state)
         self.detector_ = clone(self.detector).fit(normal)
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_fit_rows_ = len(normal)
         self.classes_ = np.array([0, 1])
         return self
@@ -79,11 +81,12 @@ NormalOnlyDetector.__module__ = "sensorops.training"
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model of the comparison: how to build its pipeline and which parameters to search."""
+    """A model of the comparison: how to build its pipeline (`build(seed)`, or `build(seed, inputs)` for inputs other
+    than the default) and which parameters to search."""
 
     name: str
     supervised: bool
-    build: Callable[[int], BaseEstimator]
+    build: Callable[..., BaseEstimator]
     param_grid: dict[str, list]
     note: str = ""
 
@@ -92,25 +95,27 @@ OCSVM_MAX_FIT_ROWS = 5_000
 """OneClassSVM's fit grows with the square of the rows: it sees a random sample of this many normal rows."""
 
 
-def _random_forest(seed: int) -> Pipeline:
+def _random_forest(seed: int, inputs: Inputs = DEFAULT_INPUTS) -> Pipeline:
     forest = RandomForestClassifier(
         n_estimators=50, max_samples=0.1, max_features="sqrt", class_weight="balanced_subsample", random_state=seed
     )
-    return Pipeline([("prepare", preprocessor(scale=False)), ("model", forest)])
+    return Pipeline([("prepare", preprocessor(scale=False, inputs=inputs)), ("model", forest)])
 
 
-def _logistic_regression(seed: int) -> Pipeline:
-    return Pipeline([("prepare", preprocessor(scale=True)), ("model", LogisticRegression(max_iter=300))])
+def _logistic_regression(seed: int, inputs: Inputs = DEFAULT_INPUTS) -> Pipeline:
+    model = LogisticRegression(max_iter=300)
+    return Pipeline([("prepare", preprocessor(scale=True, inputs=inputs)), ("model", model)])
 
 
-def _isolation_forest(seed: int) -> NormalOnlyDetector:
+def _isolation_forest(seed: int, inputs: Inputs = DEFAULT_INPUTS) -> NormalOnlyDetector:
     forest = IsolationForest(n_estimators=100, max_samples=512, random_state=seed)
-    return NormalOnlyDetector(Pipeline([("prepare", preprocessor(scale=False)), ("model", forest)]), random_state=seed)
+    pipeline = Pipeline([("prepare", preprocessor(scale=False, inputs=inputs)), ("model", forest)])
+    return NormalOnlyDetector(pipeline, random_state=seed)
 
 
-def _one_class_svm(seed: int) -> NormalOnlyDetector:
+def _one_class_svm(seed: int, inputs: Inputs = DEFAULT_INPUTS) -> NormalOnlyDetector:
     svm = OneClassSVM(kernel="rbf", gamma="scale", cache_size=500)
-    pipeline = Pipeline([("prepare", preprocessor(scale=True)), ("model", svm)])
+    pipeline = Pipeline([("prepare", preprocessor(scale=True, inputs=inputs)), ("model", svm)])
     return NormalOnlyDetector(pipeline, max_fit_rows=OCSVM_MAX_FIT_ROWS, random_state=seed)
 
 
@@ -154,21 +159,29 @@ DETECTORS: dict[str, ModelSpec] = {
         ModelSpec(
             name="pca_spe_t2",
             supervised=False,
-            build=lambda seed: PCADetector(),
-            param_grid={"variance": [0.8, 0.9, 0.95], "quantile": [0.95, 0.99]},
+            build=lambda seed, inputs=DEFAULT_INPUTS: PCADetector(),
+            param_grid={"variance": [0.8, 0.9, 0.95, 0.99], "quantile": [0.9, 0.95, 0.99]},
             note="SPE and Hotelling's T2 of all channels, fitted on normal rows only",
         ),
         ModelSpec(
             name="normal_isolation_forest",
             supervised=False,
-            build=lambda seed: NormalIsolationForest(random_state=seed),
+            build=lambda seed, inputs=DEFAULT_INPUTS: NormalIsolationForest(random_state=seed),
             param_grid={"quantile": [0.95, 0.99]},
             note="grown on normal rows only, threshold on the training period",
         ),
     )
 }
-"""Detectors of normal behaviour, searched only when named (`--models pca_spe_t2`): not in "all" until the registry
-trusts their classes when it loads a saved model."""
+"""Detectors of normal behaviour, searched when named (`--models pca_spe_t2`, or all of them as `detectors`): "all"
+stays the four models the default profile's pipeline has always trained."""
+
+TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    *(f"{c.__module__}.{c.__qualname__}" for c in (NormalOnlyDetector, PCADetector, NormalIsolationForest)),
+]
+"""Types in the saved models that skops does not trust by default (`registry.load_model` trusts these and no
+others): the project's own detectors, which it builds and saves itself, by the public path they are saved under."""
 
 
 def spec(name: str) -> ModelSpec:
@@ -177,13 +190,16 @@ def spec(name: str) -> ModelSpec:
 
 
 def model_names(names: str | Sequence[str] | None) -> list[str]:
-    """Check a model list (`"random_forest,isolation_forest"` or a list; None or "all" for all of `MODELS`)."""
+    """Check a model list (`"random_forest,isolation_forest"` or a list; None or "all" for all of `MODELS`, and
+    "detectors" for all of `DETECTORS`: `"all,detectors"` is every one)."""
     if names is None or names == "all":
         return list(MODELS)
+    groups = {"all": list(MODELS), "detectors": list(DETECTORS)}
     chosen = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    chosen = list(dict.fromkeys(m for n in chosen for m in groups.get(n, [n])))
     unknown = [n for n in chosen if n not in MODELS and n not in DETECTORS]
     if unknown or not chosen:
-        known = ", ".join([*MODELS, *DETECTORS])
+        known = ", ".join([*MODELS, *DETECTORS, *groups])
         raise UserError(f"unknown model {', '.join(unknown) or '(none)'}; choose from {known}")
     return chosen
 
@@ -199,6 +215,8 @@ def feature_importance(model: BaseEstimator) -> pd.Series:
     """Importance per transformed input: impurity decrease for a forest, |coefficient| for a linear model."""
     pipeline = inner_pipeline(model)
     estimator = pipeline.named_steps["model"]
+    if "prepare" not in pipeline.named_steps:  # the detectors of normal behaviour: statistics, not importances
+        raise UserError(f"{type(model).__name__} has no feature importance")
     names = pipeline.named_steps["prepare"].get_feature_names_out()
     if hasattr(estimator, "feature_importances_"):
         values = estimator.feature_importances_

@@ -65,6 +65,8 @@ class _NormalBehaviour(ClassifierMixin, BaseEstimator):
         self.thresholds_ = np.maximum(np.quantile(train, self.quantile, axis=0), np.finfo(float).tiny)
         self.classes_ = np.array([0, 1])
         self.n_fit_rows_ = len(normal)
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         return self
 
     def statistics_frame(self, X: pd.DataFrame | np.ndarray) -> pd.DataFrame:

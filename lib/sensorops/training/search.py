@@ -20,7 +20,9 @@ from threadpoolctl import threadpool_limits
 
 from sensorops.errors import UserError
 from sensorops.training.data import (
+    DEFAULT_INPUTS,
     TIME_COLUMN,
+    Inputs,
     TimeSplit,
     features_and_labels,
     require_both_classes,
@@ -101,24 +103,26 @@ def search_model(
     max_search_rows: int | None = DEFAULT_MAX_SEARCH_ROWS,
     seed: int = 42,
     tick: Callable[[], None] | None = None,
+    inputs: Inputs = DEFAULT_INPUTS,
 ) -> SearchResult:
     """Grid-search one model on time-ordered folds, pick its threshold, refit on all of `train`, score on `test`.
 
     The folds are cut in time, each with normal rows and anomalies (`time_folds`). The search runs on at most
     `max_search_rows` training rows (a random sample, in time order); the chosen parameters are then refitted on
     every training row. A supervised model's decision threshold is the one with the best F1 on the last fold, for a
-    model fitted on the folds before it (the default 0.5 is rarely the best).
+    model fitted on the folds before it (the default 0.5 is rarely the best). `inputs` are the columns the models
+    see (default `MODEL_INPUTS`).
     """
     model_spec = spec(name)
-    validate(train, what="the training period")
-    X, y = features_and_labels(train)
+    validate(train, what="the training period", inputs=inputs)
+    X, y = features_and_labels(train, inputs)
     if model_spec.supervised:
         require_both_classes(pd.Series(y), what="the training period")
     sample = _search_sample(train, max_search_rows, seed)
-    X_search, y_search = features_and_labels(sample)
+    X_search, y_search = features_and_labels(sample, inputs)
     folds = time_folds(sample[TIME_COLUMN], n_folds, y_search)
     search = GridSearchCV(
-        model_spec.build(seed),
+        model_spec.build(seed, inputs),
         model_spec.param_grid,
         scoring=_CountingScorer(tick),
         cv=folds,
@@ -135,7 +139,7 @@ def search_model(
         results = pd.DataFrame(search.cv_results_)
         best = results.sort_values(["rank_test_score", "mean_fit_time"]).iloc[0]
         best_params = dict(best["params"])
-        model = model_spec.build(seed).set_params(**best_params)
+        model = model_spec.build(seed, inputs).set_params(**best_params)
         threshold = None
         if model_spec.supervised:
             tuner = TunedThresholdClassifierCV(clone(model), scoring="f1", cv=[folds[-1]], refit=False)
@@ -188,6 +192,7 @@ def train_models(
     max_search_rows: int | None = DEFAULT_MAX_SEARCH_ROWS,
     seed: int = 42,
     progress: bool = True,
+    inputs: Inputs = DEFAULT_INPUTS,
 ) -> list[SearchResult]:
     """Search every model in `models` on the split, with one progress bar over all the fits."""
     from tqdm.auto import tqdm
@@ -207,6 +212,7 @@ def train_models(
                 max_search_rows=max_search_rows,
                 seed=seed,
                 tick=lambda: bar.update(1),
+                inputs=inputs,
             )
             results.append(result)
     return results
