@@ -210,17 +210,23 @@ class FeatureSet:
     - `c_delta_<k>` for each of `lags`: c minus the sensor's reading k arrivals earlier (null before it has one).
 
     No calendar columns: a recorded data set's hour says when someone ran the test rig, not how the sensor behaves.
+    `detrend` names channels whose level drifts while the machine is fine (a motor's temperature, which falls from
+    record to record on SKAB): their features are computed all the same, but models see only their deviations.
     """
 
     profile: Profile
     window: int = ROLLING_WINDOW
     long_window: int = LONG_WINDOW
     lags: tuple[int, ...] = LAGS
+    detrend: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= self.long_window or any(k < 1 for k in self.lags):
             got = f"window {self.window}, long_window {self.long_window}, lags {list(self.lags)}"
             raise UserError(f"profile {self.profile.name}: features need 1 <= window <= long_window, lags >= 1; {got}")
+        unknown = sorted(set(self.detrend) - set(self.profile.channel_names))
+        if unknown or (self.detrend and self.profile.is_default):
+            raise UserError(f"profile {self.profile.name}: detrend names no channel of it: {unknown or self.detrend}")
         if len(set(self.columns)) != len(self.columns):
             raise UserError(f"profile {self.profile.name}: a channel name repeats a feature name of another channel")
 
@@ -261,6 +267,11 @@ class FeatureSet:
         if self.profile.is_default:
             return [*CHANNELS, *(f"{p}_rolling_mean" for p in CHANNELS.values())]
         return [f"{c}{s}" for c in self.profile.channel_names for s in ("", "_rolling_mean", "_long_mean")]
+
+    @property
+    def drifting(self) -> list[str]:
+        """The `levels` of the channels in `detrend`."""
+        return [f"{c}{s}" for c in self.detrend for s in ("", "_rolling_mean", "_long_mean")]
 
     def compute(self, events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
         """The feature table of events given in arrival order: event dicts as on the wire, or a DataFrame with
@@ -369,12 +380,13 @@ def _window_stats(x: pd.Series, keys: pd.Series, n: int) -> tuple[pd.Series, pd.
 
 def for_profile(profile: Profile | None = None) -> FeatureSet:
     """The feature set of `profile` (default: the building-climate profile). A profile file may set the windows and
-    lags under `features` (`{window: 10, long_window: 60, lags: [10, 60]}`); the default profile's are fixed."""
+    lags under `features`, and the channels whose levels drift (`{window: 10, long_window: 60, lags: [10, 60],
+    detrend: [temperature]}`); the default profile's are fixed."""
     profile = profile or profiles.default()
     options = profile.extra.get("features") or {}
     where = f"profile {profile.name}: features"
-    if not isinstance(options, dict) or set(options) - {"window", "long_window", "lags"}:
-        raise UserError(f"{where} takes window, long_window and lags, got {options!r}")
+    if not isinstance(options, dict) or set(options) - {"window", "long_window", "lags", "detrend"}:
+        raise UserError(f"{where} takes window, long_window, lags and detrend, got {options!r}")
     if options and profile.is_default:
         raise UserError(f"{where}: the default profile's features are fixed")
     lags = options.get("lags", LAGS)
@@ -383,4 +395,7 @@ def for_profile(profile: Profile | None = None) -> FeatureSet:
         isinstance(n, int) and not isinstance(n, bool) for n in [*numbers, *lags]
     ):
         raise UserError(f"{where}: window, long_window and each lag are whole numbers of readings, got {options!r}")
-    return FeatureSet(profile, numbers[0], numbers[1], tuple(lags))
+    detrend = options.get("detrend") or []
+    if not isinstance(detrend, list) or not all(isinstance(c, str) for c in detrend):
+        raise UserError(f"{where}: detrend is a list of channel names, got {detrend!r}")
+    return FeatureSet(profile, numbers[0], numbers[1], tuple(lags), tuple(detrend))

@@ -92,6 +92,13 @@ def test_options_come_from_the_profile_file(tmp_path: Path) -> None:
     fs = features.for_profile(profiles.load(path))
     assert (fs.window, fs.long_window, fs.lags) == (5, 30, (3,))
     assert "flow_delta_3" in fs.columns and "flow_delta_10" not in fs.columns
+    assert fs.detrend == () and fs.drifting == []
+
+
+def test_detrended_channels_keep_their_features() -> None:
+    fs = features.for_profile(rig(features={"detrend": ["flow"]}))
+    assert fs.drifting == ["flow", "flow_rolling_mean", "flow_long_mean"]
+    assert fs.columns == features.for_profile(rig()).columns  # computed all the same (and in the stream)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +107,9 @@ def test_options_come_from_the_profile_file(tmp_path: Path) -> None:
         ({"window": 50, "long_window": 10}, "window <= long_window"),
         ({"lags": [0]}, "lags >= 1"),
         ({"window": "ten"}, "whole numbers"),
-        ({"windows": 3}, "takes window, long_window and lags"),
+        ({"windows": 3}, "takes window, long_window, lags and detrend"),
+        ({"detrend": ["speed"]}, "detrend names no channel of it: \\['speed'\\]"),
+        ({"detrend": "flow"}, "detrend is a list of channel names"),
     ],
 )
 def test_bad_options_are_one_line_errors(options: dict, says: str) -> None:

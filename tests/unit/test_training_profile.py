@@ -42,6 +42,14 @@ def test_a_profiles_inputs(skab: tuple[features.FeatureSet, pd.DataFrame]) -> No
     assert "current" in everything.numeric and "current" not in deviations.numeric
     assert "current_long_zscore" in deviations.numeric and "current_long_mean" not in deviations.numeric
     assert set(everything.numeric) - set(deviations.numeric) == set(fs.levels)
+    detrended = training.Inputs.for_features(
+        features.for_profile(profiles.from_dict({**fs.profile.to_dict(), "features": {"detrend": ["temperature"]}}))
+    )
+    assert set(everything.numeric) - set(detrended.numeric) == {
+        "temperature",
+        "temperature_rolling_mean",
+        "temperature_long_mean",
+    }
 
 
 def test_split_per_sensor(skab: tuple[features.FeatureSet, pd.DataFrame]) -> None:

@@ -45,14 +45,18 @@ class Inputs:
 
     @classmethod
     def for_features(cls, feature_set: features.FeatureSet, *, levels: bool = True) -> Inputs:
-        """A profile's inputs: every numeric feature; without the channels' levels (the readings and their means)
-        when not `levels`, for data whose operating point drifts while the machine is fine. On SKAB the levels are
-        the fault's signature (a closed valve lowers the flow and the current): without them, F1 fell from 0.84 to
-        0.67 (random forest) and from 0.60 to 0.30 (PCA), split per sensor.
+        """A profile's inputs: every numeric feature but the levels (the readings and their means) of the channels
+        the profile detrends (`FeatureSet.detrend`); without any channel's levels when not `levels`.
+
+        Measured on SKAB (`sensorops train --profile`, split per sensor): the levels are the fault's signature (a
+        closed valve lowers the flow and the current), and without them F1 fell from 0.84 to 0.67 (random forest)
+        and from 0.60 to 0.30 (PCA); the motor's temperature, though, drifts from record to record, and leaving out
+        its levels alone (`detrend: [temperature, thermocouple]`) helps most models.
         """
         if feature_set.profile.is_default:
             return cls()
-        return cls(tuple(c for c in feature_set.numeric if levels or c not in feature_set.levels), ())
+        left_out = set(feature_set.levels if not levels else feature_set.drifting)
+        return cls(tuple(c for c in feature_set.numeric if c not in left_out), ())
 
     @classmethod
     def of(cls, model: object) -> Inputs:
