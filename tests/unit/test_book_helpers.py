@@ -10,7 +10,7 @@ import pytest
 
 import sensorops_book as book
 from sensorops.errors import UserError
-from sensorops_book import checks
+from sensorops_book import checks, lab
 from sensorops_book.__main__ import lab_command, parse_parameters
 from sensorops_book.layout import LOCAL_URL
 from sensorops_book.sphinx_extension import number_per_chapter, unlink_local
@@ -312,3 +312,52 @@ def test_a_page_that_says_where_each_ui_lives_passes() -> None:
         "the report is fetched by its <code>s3://pipeline-reports/r.html</code> URI.</p></article>"
     )
     assert checks.publication_problems(page(body)) == []
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# `make lab` renders MyST: jupyterlab-myst installed, enabled and loadable (sensorops_book.lab)
+
+GREEN, RED, RESET = "\x1b[32m", "\x1b[31m", "\x1b[0m"
+LISTED_OK = (  # JupyterLab 4.5.11 with jupyterlab-myst 2.7.0, as `jupyter labextension list` prints it
+    "JupyterLab v4.5.11\n/x/share/jupyter/labextensions\n"
+    f"        jupyterlab-myst v2.7.0 {GREEN}enabled{RESET} {GREEN}OK{RESET} (python, jupyterlab_myst)\n"
+    f"        jupyterlab_pygments v0.3.0 {GREEN}enabled{RESET} {GREEN}OK{RESET} (python, jupyterlab_pygments)\n"
+)
+LISTED_CONFLICT = (  # JupyterLab 4.6.6 with the same extension
+    "JupyterLab v4.6.6\n/x/share/jupyter/labextensions\n"
+    f"        jupyterlab-myst v2.7.0 {GREEN}enabled{RESET} {RED} X{RESET} (python, jupyterlab_myst)\n\n\n"
+    '"jupyterlab-myst@2.7.0" is not compatible with the current JupyterLab\nConflicting Dependencies:\n'
+    "JupyterLab    Extension         Package\n>=4.0.0-b1 <5.0.0>=3.0.0 <4.0.0    @jupyter/ydoc\n"
+)
+
+
+def test_lab_extension_listing_is_read() -> None:
+    extensions = lab.parse_listing(LISTED_OK)
+    assert extensions["jupyterlab-myst"] == lab.Extension("jupyterlab-myst", "2.7.0", enabled=True, ok=True)
+    assert lab.problems(LISTED_OK) == []
+
+
+@pytest.mark.parametrize(
+    "listed, expected",
+    [
+        (LISTED_CONFLICT, "cannot load it: is not compatible with the current JupyterLab"),
+        (
+            LISTED_OK.replace("jupyterlab-myst v2.7.0 \x1b[32menabled", "jupyterlab-myst v2.7.0 \x1b[31mdisabled"),
+            "disabled",
+        ),
+        ("JupyterLab v4.5.11\n/x/share/jupyter/labextensions\n", "not installed"),
+    ],
+    ids=["ydoc conflict", "disabled", "missing"],
+)
+def test_lab_extension_problems(listed: str, expected: str) -> None:
+    (problem,) = lab.problems(listed)
+    assert problem.startswith("jupyterlab-myst") and expected in problem, problem
+    with pytest.raises(UserError, match="raw text"):
+        lab.require_extensions(listed)
+    lab.require_extensions(LISTED_OK)
+
+
+def test_this_environment_renders_myst_in_jupyterlab() -> None:
+    """The installed JupyterLab loads jupyterlab-myst (`make install` installs the pinned pair)."""
+    listed = lab.listing()
+    assert lab.problems(listed) == [], listed

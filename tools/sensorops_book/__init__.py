@@ -28,8 +28,9 @@ and the platform's settings); the library never imports it. It is not installed:
 `tools/` on the path, and pytest does through `pythonpath` in pyproject.toml.
 
 Modules, one concern each: `layout` (where sources and build products live; the TOC), `execution` (papermill),
-`staging` (the staged sources, plotly conversion, the `jupyter-book build` run), `sphinx_extension`, and the
-command line in `__main__`. The names below are the API the tests and `make` use.
+`staging` (the staged sources, plotly conversion, the `jupyter-book build` run), `sphinx_extension`, `checks` (what
+the tests require of the built pages), `lab` (the JupyterLab extensions `make lab` needs), and the command line in
+`__main__`. The names below are the API the tests and `make` use.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 
 from sensorops.errors import UserError, exit_code
 from sensorops_book.execution import execute_all, platform_environment
+from sensorops_book.lab import require_extensions
 from sensorops_book.layout import LAB_PORT, REPO, ROOT
 from sensorops_book.staging import build
 
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> None:
         index = build()
         log.info("book built in %.0f s: %s", time.monotonic() - started, index)
     elif args.command == "lab":
+        require_extensions()  # MyST rendered, or a one-line reason and the fix
         command = lab_command(args.port)
         os.execve(command[0], command, {**os.environ, **platform_environment()})
 
