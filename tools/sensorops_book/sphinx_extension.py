@@ -9,8 +9,9 @@ Exercises: sphinx-exercise numbers them with Sphinx's `numfig`, which without a 
 whole book (chapter 03 started at "Exercise 8"), and with one puts a section number in every heading and the
 TOC's position, not the chapter's, in front of each exercise. Neither sphinx-exercise nor Jupyter Book 1.x has a
 setting for per-page numbering (Sphinx issue 7135 asks for one), so `number_per_chapter` renumbers the exercises
-once Sphinx has assigned its numbers: chapter `notebooks/03_...` shows Exercise 3.1, 3.2, ...; a page outside
-`notebooks/` counts from 1. Sphinx's numbers live in `env.toc_fignumbers`, which sphinx-exercise and `{numref}` read.
+once Sphinx has assigned its numbers: each page counts from 1, which is also how jupyterlab-myst numbers them in
+the notebook (`make lab`), so "exercise 2 of chapter 03" is the same exercise in the book and in JupyterLab.
+Sphinx's numbers live in `env.toc_fignumbers`, which sphinx-exercise and `{numref}` read.
 
 No launch button, and no link to 127.0.0.1 or localhost: the book is published, and such a link leads nowhere for a
 reader without the platform running (or to whatever that reader runs on the port). The setup page says where each
@@ -43,22 +44,19 @@ def plotly_js_path() -> Path:
 
 
 PER_CHAPTER = ("exercise",)
-"""The numbered kinds (Sphinx figtypes) that count per chapter rather than across the book."""
-CHAPTER_DOC = re.compile(r"^notebooks/(\d\d)_")
+"""The numbered kinds (Sphinx figtypes) that count per page rather than across the book."""
 
 
 def number_per_chapter(
     fignumbers: dict[str, dict[str, dict[str, tuple[int, ...]]]], figtypes: tuple[str, ...] = PER_CHAPTER
 ) -> list[str]:
-    """Renumber `figtypes` in Sphinx's `{docname: {figtype: {id: number}}}` (ids in document order) per page:
-    `(chapter, n)` on `notebooks/NN_...` pages, `(n,)` elsewhere. Returns the pages whose numbers changed."""
+    """Renumber `figtypes` in Sphinx's `{docname: {figtype: {id: number}}}` (ids in document order) from 1 on each
+    page. Returns the pages whose numbers changed."""
     changed = []
     for docname, by_type in fignumbers.items():
-        match = CHAPTER_DOC.match(docname)
-        prefix = (int(match.group(1)),) if match else ()
         for figtype in figtypes:
             numbers = by_type.get(figtype, {})
-            renumbered = {key: (*prefix, n) for n, key in enumerate(numbers, start=1)}
+            renumbered = {key: (n,) for n, key in enumerate(numbers, start=1)}
             if renumbered != numbers:
                 by_type[figtype] = renumbered
                 changed.append(docname)
