@@ -164,3 +164,26 @@ def test_files_need_a_profile_and_no_range(tmp_path: Path) -> None:
         train_cli.run(train_args(path, "--start", "2024-01-01", "--no-mlflow"))
     with pytest.raises(UserError, match="--prefix"):
         train_cli.run(parser.parse_args(["train", "--profile", str(path), "--start", "2024-01-01", "--no-mlflow"]))
+
+
+def test_a_normal_only_detector_saved_before_the_merge_still_scores(skab: tuple[features.FeatureSet, pd.DataFrame]):
+    """Models registered earlier hold a `sensorops.training.NormalOnlyDetector` with the attributes it had then (no
+    `feature_names_in_`): unpickled (state set on the class found by path), it scores as it did, on the default's
+    inputs."""
+    import importlib
+    import pickle
+
+    cls = importlib.import_module("sensorops.training").NormalOnlyDetector
+    assert cls is importlib.import_module("sensorops.training.models").NormalOnlyDetector
+    assert f"{cls.__module__}.{cls.__qualname__}" == "sensorops.training.NormalOnlyDetector"
+    fs, table = skab
+    inputs = training.Inputs.for_features(fs)
+    X, y = training.features_and_labels(table, inputs)
+    fitted = training.spec("isolation_forest").build(0, inputs).fit(X, y)
+    state = {k: v for k, v in fitted.__dict__.items() if k != "feature_names_in_"}
+    assert set(state) == {"detector", "max_fit_rows", "random_state", "detector_", "n_fit_rows_", "classes_"}
+    old = pickle.loads(pickle.dumps(fitted))
+    old.__dict__.clear()
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.predict(X), fitted.predict(X))
+    assert training.Inputs.of(old) == training.DEFAULT_INPUTS

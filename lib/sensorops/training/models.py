@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import IsolationForest, RandomForestClassifier
 from sklearn.impute import SimpleImputer
@@ -19,7 +19,7 @@ from sklearn.svm import OneClassSVM
 
 from sensorops.errors import UserError
 from sensorops.training.data import DEFAULT_INPUTS, Inputs
-from sensorops.training.normal import NormalIsolationForest, PCADetector
+from sensorops.training.normal import NormalIsolationForest, NormalOnlyDetector, PCADetector
 
 
 def preprocessor(*, scale: bool, inputs: Inputs = DEFAULT_INPUTS) -> ColumnTransformer:
@@ -38,45 +38,6 @@ def preprocessor(*, scale: bool, inputs: Inputs = DEFAULT_INPUTS) -> ColumnTrans
         ],
         verbose_feature_names_out=False,
     )
-
-
-class NormalOnlyDetector(ClassifierMixin, BaseEstimator):
-    """An unsupervised novelty detector dressed as a classifier, so one search and one set of metrics fit all models.
-
-    `fit` keeps the rows labelled normal (all rows when no labels are given), subsamples them to `max_fit_rows`,
-    and fits `detector` (a Pipeline ending in IsolationForest or OneClassSVM) on them. Labels are never shown to the
-    detector; they only choose which rows count as normal. `decision_function` is an anomaly score (above 0 means
-    anomalous) and `predict` returns 1 for an anomaly.
-    """
-
-    def __init__(self, detector: BaseEstimator | None = None, max_fit_rows: int | None = None, random_state: int = 0):
-        self.detector = detector
-        self.max_fit_rows = max_fit_rows
-        self.random_state = random_state
-
-    def fit(self, X: pd.DataFrame, y: np.ndarray | None = None) -> NormalOnlyDetector:
-        normal = X if y is None else X[np.asarray(y) == 0]
-        if self.max_fit_rows is not None and len(normal) > self.max_fit_rows:
-            normal = normal.sample(n=self.max_fit_rows, random_state=self.random_state)
-        self.detector_ = clone(self.detector).fit(normal)
-        if isinstance(X, pd.DataFrame):
-            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_fit_rows_ = len(normal)
-        self.classes_ = np.array([0, 1])
-        return self
-
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        return -np.asarray(self.detector_.decision_function(X), dtype=float)
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return (self.decision_function(X) > 0).astype(int)
-
-
-# Saved models name their classes by path (skops and pickle store `__module__`, and the MLflow model lists the path
-# among its trusted types). Models saved before `training` became a package name `sensorops.training`; keeping
-# that public path, which the package re-exports, lets them load, and keeps new models loadable whichever module
-# of the package holds the class.
-NormalOnlyDetector.__module__ = "sensorops.training"
 
 
 @dataclass(frozen=True)
