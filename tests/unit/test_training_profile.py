@@ -37,19 +37,25 @@ def test_default_inputs_are_unchanged() -> None:
 def test_a_profiles_inputs(skab: tuple[features.FeatureSet, pd.DataFrame]) -> None:
     fs, _ = skab
     everything = training.Inputs.for_features(fs)
-    deviations = training.Inputs.for_features(fs, levels=False)
+    deviations = training.Inputs.for_features(fs, "deviations")
     assert everything.numeric == tuple(fs.numeric) and everything.categorical == ()
     assert "current" in everything.numeric and "current" not in deviations.numeric
     assert "current_long_zscore" in deviations.numeric and "current_long_mean" not in deviations.numeric
     assert set(everything.numeric) - set(deviations.numeric) == set(fs.levels)
-    detrended = training.Inputs.for_features(
-        features.for_profile(profiles.from_dict({**fs.profile.to_dict(), "features": {"detrend": ["temperature"]}}))
+    smoothed = training.Inputs.for_features(fs, "smoothed")
+    assert set(smoothed.numeric) == set(fs.smoothed) and "current_long_zscore" in smoothed.numeric
+    assert not any(c.endswith(("_delta_10", "_rate_of_change", "_long_std")) for c in smoothed.numeric)
+    with pytest.raises(UserError, match="inputs must be one of all, deviations, smoothed"):
+        training.Inputs.for_features(fs, "raw")
+    drifting = features.for_profile(
+        profiles.from_dict({**fs.profile.to_dict(), "features": {"detrend": ["temperature"]}})
     )
-    assert set(everything.numeric) - set(detrended.numeric) == {
-        "temperature",
-        "temperature_rolling_mean",
-        "temperature_long_mean",
-    }
+    detrended = training.Inputs.for_features(drifting)
+    levels = {"temperature", "temperature_rolling_mean", "temperature_long_mean"}
+    assert set(everything.numeric) - set(detrended.numeric) == levels
+    detrended_smooth = training.Inputs.for_features(drifting, "smoothed")
+    assert set(smoothed.numeric) - set(detrended_smooth.numeric) == levels & set(fs.smoothed)
+    assert "temperature_rolling_std" in detrended_smooth.numeric
 
 
 def test_split_per_sensor(skab: tuple[features.FeatureSet, pd.DataFrame]) -> None:

@@ -47,9 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="time: one cutoff for all; sensor: the first part of each sensor's readings trains (default time)",
     )
     p.add_argument(
-        "--no-levels",
-        action="store_true",
-        help="with --profile: the models see deviations only, not the channels' levels (readings, means)",
+        "--inputs",
+        choices=training.INPUT_KINDS,
+        default="all",
+        help="with --profile: every feature, the deviations only (no channel's levels), or the smoothed window "
+        "statistics only (default all)",
     )
     p.add_argument("--folds", type=int, default=3, help="time-ordered folds of the grid search (default 3)")
     p.add_argument("--n-jobs", type=int, default=os.cpu_count() or 1, help="parallel fits (default: all cores)")
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
     table = _from_files(args, feature_set) if args.files else _from_archive(args, feature_set)
     print(table.said)
-    inputs = training.Inputs.for_features(feature_set, levels=not args.no_levels)
+    inputs = training.Inputs.for_features(feature_set, args.inputs)
     cut = training.sensor_split if args.split == "sensor" else training.time_split
     split = cut(table.frame, train_fraction=args.train_fraction, inputs=inputs)
     where = "each sensor's first part" if split.per_sensor else f"split at {split.cutoff}"

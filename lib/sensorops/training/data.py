@@ -31,6 +31,9 @@ that learns *which* sensor misbehaved in the past does not detect anomalies, it 
 REQUIRED_COLUMNS: tuple[str, ...] = (TIME_COLUMN, LABEL_COLUMN, TYPE_COLUMN, *MODEL_INPUTS)
 
 
+INPUT_KINDS = ("all", "deviations", "smoothed")
+
+
 @dataclass(frozen=True)
 class Inputs:
     """The columns a model sees: numbers as they are, categories one-hot encoded. The default is the building-climate
@@ -44,19 +47,24 @@ class Inputs:
         return (*self.numeric, *self.categorical)
 
     @classmethod
-    def for_features(cls, feature_set: features.FeatureSet, *, levels: bool = True) -> Inputs:
-        """A profile's inputs: every numeric feature but the levels (the readings and their means) of the channels
-        the profile detrends (`FeatureSet.detrend`); without any channel's levels when not `levels`.
+    def for_features(cls, feature_set: features.FeatureSet, kind: str = "all") -> Inputs:
+        """A profile's inputs, of one of `INPUT_KINDS`, never with the levels (the readings and their means) of the
+        channels the profile detrends (`FeatureSet.detrend`): `all` numeric features, the `deviations` only (no
+        channel's levels), or the `smoothed` window statistics only (`FeatureSet.smoothed`).
 
-        Measured on SKAB (`sensorops train --profile`, split per sensor): the levels are the fault's signature (a
-        closed valve lowers the flow and the current), and without them F1 fell from 0.84 to 0.67 (random forest)
-        and from 0.60 to 0.30 (PCA); the motor's temperature, though, drifts from record to record, and leaving out
-        its levels alone (`detrend: [temperature, thermocouple]`) helps most models.
+        Measured on SKAB (`sensorops train --profile`): the levels are the fault's signature (a closed valve lowers
+        the flow and the current), and without them F1 fell from 0.84 to 0.67 (random forest) and from 0.60 to 0.30
+        (PCA), split per sensor; the motor's temperature, though, drifts from record to record, and leaving out its
+        levels alone (`detrend: [temperature, thermocouple]`) helps most models. The detectors of normal behaviour
+        do best on `smoothed` inputs (see `training.normal`).
         """
+        if kind not in INPUT_KINDS:
+            raise UserError(f"inputs must be one of {', '.join(INPUT_KINDS)}, got {kind!r}")
         if feature_set.profile.is_default:
             return cls()
-        left_out = set(feature_set.levels if not levels else feature_set.drifting)
-        return cls(tuple(c for c in feature_set.numeric if c not in left_out), ())
+        left_out = set(feature_set.levels if kind == "deviations" else feature_set.drifting)
+        chosen = feature_set.smoothed if kind == "smoothed" else feature_set.numeric
+        return cls(tuple(c for c in chosen if c not in left_out), ())
 
     @classmethod
     def of(cls, model: object) -> Inputs:
