@@ -287,6 +287,9 @@ class FeatureSet:
         """The feature table of events given in arrival order: event dicts as on the wire, or a DataFrame with
         `timestamp` (as `replay.read_profile` returns) or `event_time`. One row per event, in the input order."""
         if self.profile.is_default:
+            if isinstance(events, pd.DataFrame) and "event_time" not in events and "timestamp" in events:
+                wire = {"timestamp": "event_time", "model": "device_model"}  # replay's columns: `events.COLUMNS`
+                events = events.rename(columns=wire)[EVENT_COLUMNS]
             return compute_features(events)
         df = self._events(events)
         ts, keys = df["event_time"], df["sensor_id"]

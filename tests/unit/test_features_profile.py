@@ -160,3 +160,18 @@ def test_sql_and_pandas_agree(skab: tuple[features.FeatureSet, pd.DataFrame]) ->
         got[fs.numeric].astype(float), expected[fs.numeric].astype(float), check_exact=False, rtol=1e-5, atol=1e-6
     )
     assert (got[key] == expected[key]).all().all()
+
+
+def test_default_profile_from_replayed_files(tmp_path: Path) -> None:
+    """CSV files replayed through the default profile give the default table, with the same window statistics as the
+    generator's events."""
+    readings_ = generator.simulate(n_sensors=3, duration_s=600, interval_s=10, seed=4)
+    columns = ["sensor_id", "timestamp", *events.CHANNELS, "anomaly_type"]
+    stamps = readings_["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    readings_[columns].assign(timestamp=stamps).to_csv(tmp_path / "climate.csv", index=False)
+    replayed = replay.read_profile([tmp_path / "climate.csv"], profiles.default()).events
+    table = features.for_profile().compute(replayed)
+    expected = features.compute_features(events.to_dicts(readings_))
+    assert list(table.columns) == features.FEATURE_COLUMNS
+    for column in ("event_time", "temp_rolling_mean", "humidity_zscore", "pressure_rate_of_change", "is_anomaly"):
+        pd.testing.assert_series_equal(table[column], expected[column], check_exact=False)
