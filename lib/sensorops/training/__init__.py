@@ -4,9 +4,11 @@ The stream job archives the feature table to `s3://sensor-archive/features/dt=YY
 range of those hourly partitions, trains on the earlier part of the range and tests on the later part (never a random
 split across time: rolling features leak neighbouring rows, and the model must work on the future), and compares four
 scikit-learn pipelines with two trivial baselines (flag-everything always among them). Detectors that learn normal
-behaviour from normal rows only (`normal`) are searched when named.
+behaviour from normal rows only (`normal`) are searched when named. A profile other than the default trains on its
+own feature table (`features.FeatureSet`): `Inputs` names the columns its models see, and a fitted model carries
+them (`Inputs.of`); `sensor_split` trains on the first part of each sensor's readings instead of one cutoff.
 
-One module per step, all names available here: `data` (the columns, checks and the time split), `models` (the
+One module per step, all names available here: `data` (the columns, checks and the splits), `models` (the
 pipelines and their grids), `evaluation` (metrics and baselines), `episodes` (per-reading and per-episode detection,
 shared with `scoring`), `normal` (PCA SPE/T² and isolation forest on normal rows), `search` (grid search, refit, the
 best model); `plots` draws the results (import it on its own: it needs plotly).
