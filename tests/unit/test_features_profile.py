@@ -175,3 +175,18 @@ def test_default_profile_from_replayed_files(tmp_path: Path) -> None:
     assert list(table.columns) == features.FEATURE_COLUMNS
     for column in ("event_time", "temp_rolling_mean", "humidity_zscore", "pressure_rate_of_change", "is_anomaly"):
         pd.testing.assert_series_equal(table[column], expected[column], check_exact=False)
+
+
+def test_profile_features_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from sensorops.cli import profile as profile_cli
+
+    path = profiles.save(rig(features={"detrend": ["flow"]}), tmp_path / "rig.yaml")
+    fs = features.for_profile(profiles.load(path))
+    assert profile_cli.run_features(argparse.Namespace(profile=str(path), sql=False)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == fs.columns
+    assert "flow  (drifting level: not a model input)" in lines and lines[-1].startswith(f"{len(fs.columns)} columns")
+    assert profile_cli.run_features(argparse.Namespace(profile=str(path), sql=True)) == 0
+    assert capsys.readouterr().out.strip() == fs.flink_sql("events").strip()

@@ -1,5 +1,5 @@
 """`sensorops profile`: channel profiles. `infer` proposes one from CSV files; `schema` prints a profile's event
-schema."""
+schema; `features` its feature columns (or their Flink SQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sensorops import profiles
+from sensorops import features, profiles
 from sensorops.errors import UserError
 
 
@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     infer.add_argument("-o", "--output", required=True, metavar="PROFILE.yaml", help="where to write the profile")
     infer.add_argument("--force", action="store_true", help="overwrite an existing profile file")
     infer.set_defaults(handler=run_infer)
+
+    table = actions.add_parser("features", help="list a profile's feature columns, or print their Flink SQL")
+    table.add_argument("profile", nargs="?", default=None, help="PROFILE.yaml (default: the default profile)")
+    table.add_argument("--sql", action="store_true", help="print the Flink SQL over a view named events")
+    table.set_defaults(handler=run_features)
 
     schema = actions.add_parser("schema", help="print the JSON Schema of a profile's events")
     schema.add_argument("profile", nargs="?", default=None, help="PROFILE.yaml (default: the default profile)")
@@ -61,4 +66,16 @@ def run_infer(args: argparse.Namespace) -> int:
 def run_schema(args: argparse.Namespace) -> int:
     profile = profiles.load(args.profile) if args.profile else profiles.default()
     print(json.dumps(profiles.json_schema(profile), indent=2))
+    return 0
+
+
+def run_features(args: argparse.Namespace) -> int:
+    feature_set = features.for_profile(profiles.load(args.profile) if args.profile else None)
+    if args.sql:
+        print(feature_set.flink_sql("events").strip())
+        return 0
+    inputs = set(feature_set.numeric)
+    for column in feature_set.columns:
+        print(f"{column}{'  (drifting level: not a model input)' if column in feature_set.drifting else ''}")
+    print(f"{len(feature_set.columns)} columns, {len(inputs)} numeric")
     return 0

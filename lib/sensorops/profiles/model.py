@@ -8,6 +8,7 @@
     sensor_id: {column: null}       # null: one sensor per file, named after the file
     channels:
       - {name: pressure, column: Pressure, unit: bar, range: [-0.5, 1.5]}       # range null: any finite number
+    features: {window: 10, long_window: 60, lags: [10, 60], detrend: [temperature]}  # optional: `features`
 
 The default profile is the generator's building-climate data: its channels are `events.CHANNELS`, their units
 and ranges those of the shipped event schema, so nothing is written twice and its events stay as they are.
