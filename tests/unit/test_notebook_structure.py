@@ -1,8 +1,9 @@
 """Structure of the chapter notebooks and of the book, without running anything.
 
 Every notebook in `notebooks/` follows the skeleton in STYLE.md: a `# NN · Title`, learning objectives and a time,
-exactly one `parameters` cell, a preflight, exercises with dropdown solutions, a "Check your work" section with
-asserts, and no committed outputs. `_toc.yml` lists every notebook, in filename order.
+exactly one `parameters` cell, a preflight, exercises with dropdown solutions (the hands-on ones with a stub, a check
+cell and a solution that the notebook tests run), a "Check your work" section with asserts, and no committed
+outputs. `_toc.yml` lists every notebook, in filename order.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 import sensorops_book as book
+from sensorops_book import exercises
 from sensorops_book.layout import TOOLS_DIR
 
 NOTEBOOKS = book.notebook_sources()
@@ -225,3 +227,83 @@ def test_references_at_the_end(path: Path) -> None:
     official = [url for url in links if OFFICIAL_DOCS.match(url)]
     assert len(official) >= 3, f"{path.name}: link at least three pages of the tools' official documentation: {links}"
     assert official == links, f"{path.name}: references are the official documentation: {set(links) - set(official)}"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Hands-on exercises: a stub the learner fills in, a check against the services, a solution the tests run
+
+HANDS_ON = {"01_generate_sensor_data"}
+"""Chapters with at least one exercise in which the learner writes the code (issue 18 asks it of every chapter)."""
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_hands_on_exercises_have_a_check_and_a_solution(path: Path) -> None:
+    nb = read(path)
+    assert not exercises.problems(nb), f"{path.name}:\n" + "\n".join(exercises.problems(nb))
+    if path.stem in HANDS_ON:
+        assert exercises.exercises(nb), f"{path.name}: no code cell tagged `exercise` for the learner to fill in"
+    for ex in exercises.exercises(nb):
+        check = nb.cells[ex.check_index]
+        assert "remove-cell" not in check.metadata.get("tags", []), f"{path.name}: the check of {ex.label} is hidden"
+
+
+def exercise_notebook(check: str = "assert answer == 42, f'answer is {answer}, not 42'") -> nbformat.NotebookNode:
+    cells = [
+        nbformat.v4.new_markdown_cell(":::{exercise} The answer\n:label: ex-answer\n\nSet `answer` to 42.\n:::"),
+        nbformat.v4.new_code_cell("answer = None  # your code", metadata={"tags": ["exercise"]}),
+        nbformat.v4.new_code_cell(check, metadata={"tags": ["check"]}),
+        nbformat.v4.new_markdown_cell(":::{solution} ex-answer\n:class: dropdown\n\n```python\nanswer = 42\n```\n:::"),
+    ]
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+def run_cells(nb: nbformat.NotebookNode) -> None:
+    """Execute code cells the way nbclient does for these tests: an error output per failing cell, tagged or not."""
+    namespace: dict = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            exec(cell.source, namespace)
+            cell.outputs = []
+        except Exception as exc:
+            cell.outputs = [nbformat.v4.new_output("error", ename=type(exc).__name__, evalue=str(exc), traceback=[])]
+            if "raises-exception" not in cell.metadata.get("tags", []):
+                raise
+
+
+def test_the_run_checks_the_stub_then_the_solution() -> None:
+    nb = exercise_notebook()
+    assert exercises.exercises(nb)[0].solution == "answer = 42"
+    prepared = exercises.with_solutions(nb)
+    tags = [c.metadata.get("tags", []) for c in prepared.cells if c.cell_type == "code"]
+    assert tags == [["exercise"], ["raises-exception", "check-on-stub"], ["solution-run"], ["check"]]
+    run_cells(prepared)
+    assert exercises.stub_messages(prepared) == {"ex-answer": "answer is None, not 42"}
+    assert exercises.settle(prepared) == []
+    assert [c.source for c in prepared.cells] == [c.source for c in nb.cells], "the executed copy shows the stub"
+
+
+@pytest.mark.parametrize(
+    ("check", "complaint"),
+    [
+        ("assert True, 'never fails'", "passed on the stub"),
+        ("assert answer == 42, ''", "an AssertionError that says what is wrong"),
+        ("assert answer + 1 == 43, 'not 42'", "not TypeError"),
+    ],
+)
+def test_a_check_that_cannot_fail_on_the_stub_fails_the_run(check: str, complaint: str) -> None:
+    prepared = exercises.with_solutions(exercise_notebook(check))
+    run_cells(prepared)
+    found = exercises.settle(prepared)
+    assert len(found) == 1 and complaint in found[0], found
+
+
+def test_an_exercise_without_check_or_solution_is_reported() -> None:
+    nb = exercise_notebook()
+    nb.cells[2].metadata["tags"] = []
+    nb.cells[3].source = nb.cells[3].source.replace("```python", "```text")
+    found = exercises.problems(nb)
+    assert any("tagged `check`" in p for p in found) and any("```python block" in p for p in found), found
+    with pytest.raises(ValueError, match="tagged `check`"):
+        exercises.with_solutions(nb)

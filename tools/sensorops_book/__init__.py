@@ -28,6 +28,7 @@ and the platform's settings); the library never imports it. It is not installed:
 `tools/` on the path, and pytest does through `pythonpath` in pyproject.toml.
 
 Modules, one concern each: `layout` (where sources and build products live; the TOC), `execution` (papermill),
+`exercises` (the hands-on exercises: each runs its stub, its check, its solution and the check again in that one run),
 `staging` (the staged sources, plotly conversion, the `jupyter-book build` run), `sphinx_extension`, `checks` (what
 the tests require of the built pages), `lab` (the JupyterLab extensions `make lab` needs), and the command line in
 `__main__`. The names below are the API the tests and `make` use.

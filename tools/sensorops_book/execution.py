@@ -11,12 +11,13 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sensorops import config
 from sensorops.errors import UserError
+from sensorops_book import exercises
 from sensorops_book.layout import REPO, Layout, notebook_sources
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class Execution:
     source: Path
     output: Path
     seconds: float
+    stub_checks: dict[str, str] = field(default_factory=dict)
+    """What each exercise's check said about the stub, by exercise label."""
 
 
 QUIET_KERNEL = {"PYTHONWARNINGS": "ignore:IProgress not found"}
@@ -64,7 +67,10 @@ def execute(
     parameters: Mapping[str, Any] | None = None,
     cell_timeout_s: int = CELL_TIMEOUT_S,
 ) -> Execution:
-    """Run one notebook with papermill into `output_dir`; raise `NotebookFailed` naming the failing cell."""
+    """Run one notebook with papermill into `output_dir`; raise `NotebookFailed` naming the failing cell.
+
+    Each hands-on exercise runs its stub, its check on the stub (which must fail), then its solution and the check
+    again (`exercises.with_solutions`); the executed copy shows the stub and the passing check."""
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -74,9 +80,13 @@ def execute(
     started = time.monotonic()
     log.info("executing %s -> %s", source.name, output)
     try:
+        prepared = exercises.with_solutions(nbformat.read(source, as_version=4))
+    except ValueError as exc:
+        raise NotebookFailed(f"{source.name}: {exc}") from None
+    try:
         with config.temporary_environment(platform_environment()):  # the kernel inherits them
             papermill.execute_notebook(
-                str(source),
+                prepared,
                 str(output),
                 parameters=dict(parameters or {}),
                 kernel_name="python3",
@@ -92,7 +102,12 @@ def execute(
         nbformat.write(nb, output)
         if failure := first_failure(nb):
             raise NotebookFailed(failure_message(source, output, *failure)) from None
-    return Execution(source=source, output=output, seconds=time.monotonic() - started)
+    nb = nbformat.read(output, as_version=4)
+    said = exercises.stub_messages(nb)
+    if wrong := exercises.settle(nb):
+        raise NotebookFailed(f"{source.name}: " + "\n".join(wrong) + f"\nThe executed copy is {output}")
+    nbformat.write(nb, output)
+    return Execution(source=source, output=output, seconds=time.monotonic() - started, stub_checks=said)
 
 
 def first_failure(nb: Any) -> tuple[int, Any, dict] | None:
