@@ -16,7 +16,7 @@ import pytest
 from sensorops import config, generator, kafka_io, platform
 from sensorops.errors import UserError
 from sensorops.platform.layout import Layout
-from sensorops.stream.job import kafka_connection, kafka_sink, with_options
+from sensorops.stream.tables import kafka_connection, kafka_sink, with_options
 
 USER = "pipeline-steps"
 

@@ -7,7 +7,7 @@ import pytest
 
 from sensorops import config, kafka_io
 from sensorops.errors import UserError
-from sensorops.stream import job
+from sensorops.stream import job, tables
 
 SCRAM = {
     "KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
@@ -20,7 +20,7 @@ SCRAM = {
 def test_plaintext_adds_no_credentials() -> None:
     with config.temporary_environment({"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}):
         assert kafka_io.client_security() == {"security_protocol": "PLAINTEXT"}
-        assert job.kafka_connection("b:9092") == {
+        assert tables.kafka_connection("b:9092") == {
             "properties.bootstrap.servers": "b:9092",
             "properties.security.protocol": "PLAINTEXT",
         }
@@ -34,7 +34,7 @@ def test_scram_settings_become_both_clients_options() -> None:
             "sasl_plain_username": "stream-job",
             "sasl_plain_password": "p\"a\\s's",
         }
-        options = job.kafka_connection("b:9094")
+        options = tables.kafka_connection("b:9094")
     assert options["properties.sasl.mechanism"] == "SCRAM-SHA-512"
     # The SQL connector shades the Kafka client, so the login module is named by its relocated class.
     jaas = options["properties.sasl.jaas.config"]

@@ -6,6 +6,7 @@ import json
 import re
 
 import pandas as pd
+import pytest
 
 from sensorops import events, flink, generator, stream
 
@@ -59,6 +60,13 @@ def test_the_job_bounds_its_state_and_tolerates_failed_checkpoints():
     settings = stream.job_configuration(stream.StreamJobConfig(bootstrap_servers="127.0.0.1:9092", state_ttl_s=90))
     assert settings["table.exec.state.ttl"] == "90 s"
     assert int(settings["execution.checkpointing.tolerable-failed-checkpoints"]) > 0
+
+
+@pytest.mark.parametrize(("interval_s", "pause"), [(10, "1000 ms"), (1, "200 ms"), (0.5, "100 ms")])
+def test_the_pause_between_checkpoints_keeps_short_intervals_short(interval_s, pause):
+    # Flink parses durations as integers with a unit: "0.2 s" fails the job at submission.
+    cfg = stream.StreamJobConfig(bootstrap_servers="127.0.0.1:9092", checkpoint_interval_s=interval_s)
+    assert stream.job_configuration(cfg)["execution.checkpointing.min-pause"] == pause
 
 
 def test_no_json_function_in_the_job_sql():

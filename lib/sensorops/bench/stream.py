@@ -32,6 +32,7 @@ import orjson
 from sensorops import events, features, flink, generator, kafka_io, stream
 from sensorops.errors import UserError
 from sensorops.stream import job as stream_job
+from sensorops.stream import tables
 from sensorops.waiting import wait_until
 
 REFERENCE_JOB_FILE = Path(__file__).parents[1] / "jobs" / "stream_reference.py"
@@ -136,7 +137,7 @@ def _drain_reference(cfg: stream.StreamJobConfig, expected: int, timeout_s: floa
 
 def reference_statements(cfg: stream.StreamJobConfig) -> list[str]:
     """The reference job's SQL: the project's feature SQL over Flink's own JSON decoding, into a blackhole."""
-    source = stream_job.kafka_source(cfg, cfg.source_topic, **stream_job.JSON_VALUES)
+    source = tables.kafka_source(cfg, cfg.source_topic, **tables.JSON_VALUES)
     if cfg.bounded:
         source["scan.bounded.mode"] = "latest-offset"
     ts = "`timestamp`"
@@ -145,7 +146,7 @@ def reference_statements(cfg: stream.StreamJobConfig) -> list[str]:
   sensor_id STRING, {ts} TIMESTAMP_LTZ(3), temperature DOUBLE, humidity DOUBLE, pressure DOUBLE,
   is_anomaly BOOLEAN, anomaly_type STRING, location ROW<building STRING, `floor` INT, room STRING>,
   device_info ROW<model STRING, firmware_version STRING, battery_level DOUBLE>, proc_time AS PROCTIME()
-) {stream_job.with_options(source)}""",
+) {tables.with_options(source)}""",
         f"""CREATE TEMPORARY VIEW events AS
 SELECT sensor_id, {ts} AS event_time, temperature, humidity, pressure, COALESCE(is_anomaly, FALSE) AS is_anomaly,
   COALESCE(anomaly_type, 'none') AS anomaly_type, location.building AS building, location.`floor` AS `floor`,
@@ -161,15 +162,10 @@ FROM json_source WHERE sensor_id IS NOT NULL AND {ts} IS NOT NULL""",
 def run_reference(cfg: stream.StreamJobConfig) -> None:
     """Build the reference job and hand it to the cluster (runs inside `flink run -py`). No checkpoints: it has no
     state to keep, and a bounded job that checkpoints waits for one more before it may finish."""
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import EnvironmentSettings, StreamTableEnvironment
-
-    env = StreamTableEnvironment.create(
-        StreamExecutionEnvironment.get_execution_environment(), EnvironmentSettings.in_streaming_mode()
+    settings = stream.job_configuration(cfg).items()
+    env = tables.table_environment(
+        {k: v for k, v in settings if not k.startswith(("execution.checkpointing.", "python."))}
     )
-    for key, value in stream.job_configuration(cfg).items():
-        if not key.startswith(("execution.checkpointing.", "python.")):
-            env.get_config().set(key, value)
     *ddl, insert = reference_statements(cfg)
     for statement in ddl:
         env.execute_sql(kafka_io.with_password(statement))

@@ -32,13 +32,14 @@ from sensorops import config, kafka_io, registry
 from sensorops.errors import UserError
 from sensorops.scoring import alerts
 from sensorops.scoring.models import LiveModel, decide, registry_load
-from sensorops.stream.job import (
+from sensorops.stream.job import feature_schema
+from sensorops.stream.tables import (
     JSON_VALUES,
     JobSettings,
-    feature_schema,
     job_configuration,
     kafka_sink,
     kafka_source,
+    table_environment,
     with_options,
 )
 from sensorops.training.data import MODEL_INPUTS
@@ -351,20 +352,16 @@ def sink_ddl(cfg: ScoringJobConfig) -> list[str]:
 
 def run_job(cfg: ScoringJobConfig) -> None:
     """Build the job and hand it to the cluster (runs inside `flink run -py`)."""
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.table import EnvironmentSettings, Schema, StreamTableEnvironment
+    from pyflink.table import Schema
 
-    env = StreamTableEnvironment.create(
-        StreamExecutionEnvironment.get_execution_environment(), EnvironmentSettings.in_streaming_mode()
+    env = table_environment(
+        {
+            **job_configuration(cfg),
+            "python.fn-execution.bundle.size": str(cfg.bundle_size),
+            "python.fn-execution.bundle.time": str(cfg.bundle_time_ms),
+            "python.fn-execution.arrow.batch.size": str(cfg.bundle_size),
+        }
     )
-    settings = {
-        **job_configuration(cfg),
-        "python.fn-execution.bundle.size": str(cfg.bundle_size),
-        "python.fn-execution.bundle.time": str(cfg.bundle_time_ms),
-        "python.fn-execution.arrow.batch.size": str(cfg.bundle_size),
-    }
-    for key, value in settings.items():
-        env.get_config().set(key, value)
     env.execute_sql(kafka_io.with_password(source_ddl(cfg)))
     env.create_temporary_function("score_batch", score_udf(cfg))
     # Through a DataStream, so that reading several fields of `s` does not call the UDF once per field.

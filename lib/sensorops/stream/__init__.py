@@ -1,7 +1,7 @@
 """The stream job: Kafka sensor events -> features, window aggregates, dead letters and an S3 archive.
 
-`job` defines it (Flink SQL and one Python UDF), `control` runs it on the session cluster, `topics` feeds and reads
-its topics. What it archives is read with `sensorops.archive`.
+`job` defines it (Flink SQL and one Python UDF) from the building blocks in `tables`, `control` runs it on the
+session cluster, `topics` feeds and reads its topics. What it archives is read with `sensorops.archive`.
 """
 
 from sensorops.stream.control import JOB_FILE, cancel, prepare, remove, status, submit
@@ -12,12 +12,12 @@ from sensorops.stream.job import (
     PARSED_FIELDS,
     JobSql,
     StreamJobConfig,
-    job_configuration,
     parse_events,
     parse_job_args,
     run_job,
     statements,
 )
+from sensorops.stream.tables import job_configuration
 from sensorops.stream.topics import batch_start, features_frame
 
 __all__ = [
