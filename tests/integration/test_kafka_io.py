@@ -32,12 +32,21 @@ def _per_sensor(values: list[dict]) -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_produced_batch_comes_back_complete_and_in_order(topic: str, workers: int) -> None:
-    sim = generator.SensorSimulator(generator.GeneratorConfig(n_sensors=12, interval_s=0.5, anomaly_rate=0.2, seed=9))
-    frames = list(sim.chunks(250, chunk_ticks=40))  # 3,000 events in 7 batches
+def _frames() -> Iterator[pd.DataFrame]:
+    cfg = generator.GeneratorConfig(n_sensors=12, interval_s=0.5, anomaly_rate=0.2, seed=9)
+    # A fixed start: a source that workers call must yield the same events each time.
+    return generator.SensorSimulator(cfg, start="2026-11-27").chunks(250, chunk_ticks=40)  # 3,000 events, 7 batches
+
+
+@pytest.mark.parametrize(("workers", "own_source"), [(1, False), (2, False), (1, True), (3, True)])
+def test_produced_batch_comes_back_complete_and_in_order(topic: str, workers: int, own_source: bool) -> None:
+    # own_source: each worker process generates the events itself and sends the sensors it owns.
+    frames = list(_frames())
     readings = pd.concat(frames, ignore_index=True)
-    report = kafka_io.produce(frames, topic, workers=workers)
+    if own_source:
+        report = kafka_io.produce(None, topic, source=_frames, workers=workers)
+    else:
+        report = kafka_io.produce(frames, topic, workers=workers)
     assert (report.sent, report.acknowledged, report.failed) == (len(readings), len(readings), 0)
     assert report.ok and report.events_per_s > 0
 

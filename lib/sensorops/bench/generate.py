@@ -8,6 +8,7 @@ topic, deleted afterwards.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -88,8 +89,7 @@ def run(
     n = ticks * n_sensors
     chunk = max(1, 20_000 // n_sensors)
 
-    def frames() -> Iterator[pd.DataFrame]:
-        return generator.SensorSimulator(cfg, start="2026-11-27").chunks(ticks, chunk)
+    frames = functools.partial(simulated, cfg, ticks, chunk)
 
     steps: list[Step] = []
 
@@ -118,13 +118,18 @@ def run(
         del serialised
         for w in workers:
             topics.append(f"bench-{uuid.uuid4().hex[:8]}")
-            r = kafka_io.produce(frames(), topics[-1], servers, workers=w, raise_on_failure=False)
+            r = kafka_io.produce(None, topics[-1], servers, source=frames, workers=w, raise_on_failure=False)
             label = f"end to end, {w} process{'es' if w > 1 else ''}"
             done(Step(label, r.seconds, r.acknowledged, r.acknowledged, dict(r.timings)))
     finally:
         for topic in topics:
             kafka_io.delete_topic(topic, servers)
     return result
+
+
+def simulated(cfg: generator.GeneratorConfig, ticks: int, chunk: int) -> Iterator[pd.DataFrame]:
+    """The benchmark's events, the same each time (each producer process generates them and keeps its share)."""
+    return generator.SensorSimulator(cfg, start="2026-11-27").chunks(ticks, chunk)
 
 
 def java_producer_properties(servers: str) -> str:

@@ -19,9 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up = actions.add_parser("up", help="install what is missing, start everything, wait until healthy")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for health (default 300)")
     up.set_defaults(handler=_up)
-    actions.add_parser("status", help="per service: up or down, URL, PIDs (exit 1 if any is down)").set_defaults(
-        handler=_status
-    )
+    actions.add_parser(
+        "status", help="per service: up or down, URL, PIDs, memory (exit 1 if any is down)"
+    ).set_defaults(handler=_status)
     actions.add_parser("down", help="stop every service (data is kept)").set_defaults(handler=_down)
     actions.add_parser("clean", help="stop everything and delete the platform's data").set_defaults(handler=_clean)
 
@@ -43,7 +43,9 @@ def _status(args: argparse.Namespace) -> int:
     rows = local.status()
     for r in rows:
         pids = ",".join(map(str, r.pids)) or "-"
-        print(f"{r.service:<{WIDTH}} {'up' if r.ok else 'DOWN':<5} {r.url:<24} pid {pids:<14} {r.detail}")
+        memory = f"{r.resident_mib:5,.0f} MiB" if r.pids else " " * 9
+        print(f"{r.service:<{WIDTH}} {'up' if r.ok else 'DOWN':<5} {r.url:<24} pid {pids:<14} {memory}  {r.detail}")
+    print(f"{'':<{WIDTH}} resident memory of the platform: {sum(r.resident_mib for r in rows) / 1024:.1f} GiB")
     return 0 if all(r.ok for r in rows) else 1
 
 

@@ -1,4 +1,5 @@
-"""All of the library's Kafka I/O: topics (`admin`), the producer (`producer`) and the one reader (`reader`).
+"""All of the library's Kafka I/O: topics (`admin`), the producer (`producer`), sending from one process or several
+(`send`) and the one reader (`reader`).
 
 kafka_io.produce(events, topic)                      # acks=all, keyed by sensor, a ProduceReport back
 kafka_io.read(topic, last=1_000)                     # the newest records, decoded
@@ -19,10 +20,10 @@ from sensorops.kafka_io.producer import (
     EventProducer,
     ProduceReport,
     best_compression,
-    produce,
     producer_settings,
 )
 from sensorops.kafka_io.reader import Record, consumer, end_offsets, offsets_at, read, records
+from sensorops.kafka_io.send import produce
 
 __all__ = [
     "BOOTSTRAP_MS",

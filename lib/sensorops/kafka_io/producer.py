@@ -6,32 +6,26 @@ computed once per key with the same murmur2 hash as Kafka's default partitioner,
 one partition, in order.
 
 kafka-python spends about 15 µs of Python per ``send`` (with the garbage collector paused during the send loop;
-twice that without); to go further, :func:`produce` can spread the partitions over several worker processes
-(``workers=2``), each with its own producer and serialising its own share. A partition belongs to one
-worker, so per-key order still holds.
+twice that without); to go further, `send.produce` spreads the partitions over several worker processes, each with
+its own producer.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing as mp
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from kafka import KafkaProducer
 from kafka import codec as kafka_codec
 from kafka import errors as kafka_errors
 from kafka.partitioner.default import murmur2
 
 from sensorops.errors import UserError
-from sensorops.events import serialize
-from sensorops.kafka_io.admin import DEFAULT_PARTITIONS, ensure_topic
 from sensorops.kafka_io.client import bootstrap_ms, bootstrap_servers, check_topic, client_security, unreachable
 
 log = logging.getLogger(__name__)
@@ -266,182 +260,3 @@ class EventProducer:
                 sender.force_close()
         self.report.seconds = time.perf_counter() - self._started
         return self.report
-
-
-def _as_batches(events: Any, timings: dict[str, float], serialise: bool = True) -> Iterator[Batch | pd.DataFrame]:
-    """Normalise what `produce` accepts into batches, timing generation (and serialisation, if `serialise`)."""
-    if isinstance(events, pd.DataFrame):
-        events = [events]
-    elif isinstance(events, tuple) and len(events) == 2 and isinstance(events[0], list):
-        events = [events]
-    it = iter(events)
-    while True:
-        t0 = time.perf_counter()
-        try:
-            item = next(it)
-        except StopIteration:
-            return
-        t1 = time.perf_counter()
-        timings["source"] = timings.get("source", 0.0) + t1 - t0
-        if serialise and isinstance(item, pd.DataFrame):
-            item = serialize(item)
-            timings["serialize"] = timings.get("serialize", 0.0) + time.perf_counter() - t1
-        yield item
-
-
-def _split(batch: Batch, owner: Callable[[bytes], int], n: int) -> list[Batch]:
-    parts: list[Batch] = [([], []) for _ in range(n)]
-    for k, v in zip(*batch):
-        ks, vs = parts[owner(k)]
-        ks.append(k)
-        vs.append(v)
-    return parts
-
-
-def _worker(conn: Any, topic: str, servers: str, overrides: dict[str, Any]) -> None:
-    """A producer process: receive batches (serialised, or DataFrames to serialise) until None, then send back its
-    report, whose `timings` hold this worker's serialisation and client seconds."""
-    try:
-        producer = EventProducer(topic, servers, **overrides)
-    except Exception as exc:
-        conn.send(exc)
-        return
-    conn.send("ready")
-    failed = False
-    timings = {"serialize": 0.0, "client": 0.0}
-    while (batch := conn.recv()) is not None:
-        if failed:  # keep draining so the parent never blocks; these events count as not delivered
-            producer.skip(len(batch[0]) if isinstance(batch, tuple) else len(batch))
-            continue
-        t0 = time.perf_counter()
-        if isinstance(batch, pd.DataFrame):
-            batch = serialize(batch)
-        t1 = time.perf_counter()
-        try:
-            producer.send_batch(*batch)
-        except kafka_errors.KafkaError:
-            failed = True  # already in the report
-        timings["serialize"] += t1 - t0
-        timings["client"] += time.perf_counter() - t1
-    t0 = time.perf_counter()
-    report = producer.close()
-    timings["client"] += time.perf_counter() - t0
-    report.timings = timings
-    conn.send(report)
-
-
-def produce(
-    events: pd.DataFrame | Batch | Iterable[pd.DataFrame] | Iterable[Batch],
-    topic: str,
-    servers: str | None = None,
-    *,
-    workers: int = 1,
-    partitions: int = DEFAULT_PARTITIONS,
-    progress: Callable[[int], None] | None = None,
-    raise_on_failure: bool = True,
-    **overrides: Any,
-) -> ProduceReport:
-    """Send events (a DataFrame, serialised keys and values, or an iterable of either) to `topic`, keyed by sensor.
-
-    Creates the topic if missing. `progress` is called with the number of events handed over per batch.
-    Raises :class:`DeliveryError` (with the report attached) if any event was not acknowledged.
-    """
-    if workers < 1:
-        raise UserError(f"workers must be at least 1, got {workers}")
-    servers = bootstrap_servers(servers)
-    n_partitions = ensure_topic(topic, partitions, servers)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    if workers == 1:
-        producer = EventProducer(topic, servers, **overrides)
-        try:
-            for keys, values in _as_batches(events, timings):
-                t0 = time.perf_counter()
-                producer.send_batch(keys, values)
-                timings["client"] = timings.get("client", 0.0) + time.perf_counter() - t0
-                if progress:
-                    progress(len(keys))
-        except kafka_errors.KafkaError:
-            pass  # counted in the report below
-        t0 = time.perf_counter()
-        report = producer.close()
-        timings["client"] = timings.get("client", 0.0) + time.perf_counter() - t0
-    else:
-        report = _produce_parallel(events, topic, servers, workers, n_partitions, timings, progress, overrides)
-    report.seconds = time.perf_counter() - started
-    report.timings = timings
-    log.debug("%s", report)
-    if raise_on_failure and not report.ok:
-        raise DeliveryError(report, servers, producer_settings(**overrides)["delivery_timeout_ms"] / 1000)
-    return report
-
-
-def _produce_parallel(
-    events: Any,
-    topic: str,
-    servers: str,
-    workers: int,
-    n_partitions: int,
-    timings: dict[str, float],
-    progress: Callable[[int], None] | None,
-    overrides: dict[str, Any],
-) -> ProduceReport:
-    """Spread partitions over `workers` processes (spawned, so safe from a notebook with threads)."""
-    ctx = mp.get_context("spawn")
-    pipes, procs = [], []
-    for _ in range(workers):
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, topic, servers, overrides), daemon=True)
-        proc.start()
-        pipes.append(parent)
-        procs.append(proc)
-    try:
-        for conn in pipes:
-            try:
-                hello = conn.recv()
-            except EOFError:
-                raise UserError("a producer worker process died on start; run with workers=1 to see why") from None
-            if isinstance(hello, Exception):
-                raise hello
-        cache: dict[bytes, int] = {}
-
-        def owner(key: bytes) -> int:
-            w = cache.get(key)
-            if w is None:
-                w = cache[key] = ((murmur2(key) & 0x7FFFFFFF) % n_partitions) % workers
-            return w
-
-        # DataFrames are split by owner here and serialised in the workers, in parallel.
-        for batch in _as_batches(events, timings, serialise=False):
-            t0 = time.perf_counter()
-            if isinstance(batch, pd.DataFrame):
-                sensors = pd.Categorical(batch["sensor_id"])
-                of_category = np.array([owner(str(c).encode()) for c in sensors.categories], dtype=np.int64)
-                mine = of_category[sensors.codes]
-                parts: list[Any] = [batch[mine == w] for w in range(workers)]
-                size = len(batch)
-            else:
-                parts = _split(batch, owner, workers)
-                size = len(batch[0])
-            for conn, part in zip(pipes, parts):
-                if len(part[0] if isinstance(part, tuple) else part):
-                    conn.send(part)
-            timings["split and hand over"] = timings.get("split and hand over", 0.0) + time.perf_counter() - t0
-            if progress:
-                progress(size)
-        t0 = time.perf_counter()
-        report = ProduceReport(topic=topic)
-        for conn in pipes:
-            conn.send(None)
-        for conn in pipes:
-            part_report = conn.recv()
-            report.merge(part_report)
-            for k, v in part_report.timings.items():
-                timings[f"workers {k}"] = timings.get(f"workers {k}", 0.0) + v
-        timings["wait for workers"] = time.perf_counter() - t0
-        return report
-    finally:
-        for proc in procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()

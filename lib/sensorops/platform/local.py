@@ -190,17 +190,37 @@ def _program_states(lay: Layout) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ServiceStatus:
-    """One service in `status`: healthy or not, where it answers, its processes, its version or what is wrong."""
+    """One service in `status`: healthy or not, where it answers, its processes, its version or what is wrong, and
+    the memory its processes hold."""
 
     service: str
     ok: bool
     url: str
     pids: tuple[int, ...]
     detail: str
+    resident_mib: float = 0.0
+    """Resident memory of its processes and their children (Flink's Python workers, Airflow's task runners)."""
+
+
+def resident_mib(pids: tuple[int, ...]) -> float:
+    """Resident memory, in MiB, of the processes `pids` and all their descendants."""
+    import psutil
+
+    total = 0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+    return total / 2**20
 
 
 def status() -> list[ServiceStatus]:
-    """Per service: healthy or not, its URL and the PIDs of its processes."""
+    """Per service: healthy or not, its URL, the PIDs of its processes and their resident memory."""
     lay = layout()
     proxy = supervisor(lay)
     infos = {i["name"]: i for i in proxy.supervisor.getAllProcessInfo()} if proxy else {}
@@ -212,7 +232,7 @@ def status() -> list[ServiceStatus]:
         if name == "prometheus":  # the dashboard draws from Prometheus: it shares its row
             url = health.dashboard_url()
             detail += f"; dashboard {url}" + ("" if health._port_open(url, 2.0) else " (not answering)")
-        rows.append(ServiceStatus(name, h.ok, h.url, pids, detail))
+        rows.append(ServiceStatus(name, h.ok, h.url, pids, detail, resident_mib(pids)))
     return rows
 
 
