@@ -8,7 +8,10 @@ an existing MinIO) by setting the same variables.
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -154,6 +157,20 @@ def quiet_mlflow() -> None:
         os.environ.setdefault(name, value)
 
 
+@contextlib.contextmanager
+def mlflow_quietly() -> Iterator[None]:
+    """Without what MLflow's registry prints to stderr ("Registered model ... already exists", "Created version",
+    "Copied version") and what it logs while it waits for a version: the callers report what matters."""
+    waiting = logging.getLogger("mlflow.store.model_registry.abstract_store")
+    level = waiting.level
+    waiting.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        waiting.setLevel(level)
+
+
 def export_environment(settings: Settings | None = None) -> dict[str, str]:
     """The settings as environment variables, for child processes and clients (boto3, mlflow) that read them."""
     s = settings or load()
@@ -215,3 +232,17 @@ def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout the code runs from, with `-dirty` when there are uncommitted changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10)
+        return done.stdout.strip()
+
+    try:
+        head, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head

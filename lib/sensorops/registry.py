@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,26 +36,18 @@ TRUSTED_TYPES = training.TRUSTED_TYPES
 checks every other type against its own allow-list when the model is loaded."""
 
 
+def copy_version(source_uri: str, model_name: str) -> str:
+    """Copy a registered version (`models:/NAME@alias`, `models:/NAME/3`) as a new version of `model_name`."""
+    with config.mlflow_quietly():
+        return str(client().copy_model_version(source_uri, model_name).version)
+
+
 def client(settings: config.Settings | None = None) -> MlflowClient:
     """An MLflow client on the configured tracking server (also sets the tracking URI for `mlflow.*` calls)."""
     config.quiet_mlflow()
     uri = (settings or config.load()).mlflow_tracking_uri
     mlflow.set_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri)
-
-
-def git_commit() -> str | None:
-    """The commit of the checkout the code runs from, with `-dirty` when there are uncommitted changes."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=config.ROOT, capture_output=True, text=True, check=True, timeout=10)
-        return done.stdout.strip()
-
-    try:
-        head, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}-dirty" if dirty else head
 
 
 def run_url(run_id: str, settings: config.Settings | None = None) -> str:
@@ -213,7 +204,7 @@ def log_session(
             f"MLflow does not answer at {config.load().mlflow_tracking_uri}: {exc}. Check it with "
             "`sensorops platform status` (start the platform with `make up`)."
         ) from exc
-    commit = git_commit()
+    commit = config.git_commit()
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d-%H%M%S")
     name = run_name or f"train-{stamp}"
     tags = {**(tags or {}), **({"mlflow.source.git.commit": commit} if commit else {})}
@@ -318,7 +309,8 @@ def register_version(
     if found:
         version, new = str(min(int(v.version) for v in found)), False
     else:
-        version, new = str(mlflow.register_model(logged.model_uri, model_name).version), True
+        with config.mlflow_quietly():
+            version, new = str(mlflow.register_model(logged.model_uri, model_name).version), True
     (test_from, test_to) = test[training.TIME_COLUMN].min(), test[training.TIME_COLUMN].max()
     for key, value in {
         "model": logged.name,

@@ -49,7 +49,7 @@ class Setup:
         if champion is None:
             raise UserError("no champion in the registry: train one first (`make run`, or chapter 03)")
         for _ in range(2):
-            client.copy_model_version(f"models:/{registry.MODEL_NAME}/{champion}", self.model)
+            registry.copy_version(f"models:/{registry.MODEL_NAME}/{champion}", self.model)
         client.set_registered_model_alias(self.model, registry.CHAMPION, "1")
         flink.wait_running(stream.submit(self.stream, fresh=True)[0], timeout=180)
         run = client.get_run(client.get_model_version(registry.MODEL_NAME, champion).run_id)
