@@ -17,6 +17,10 @@ Validity (anything else is a dead letter, with one of `DEAD_LETTER_REASONS`): th
 `YYYY-MM-DDTHH:MM:SS[.f]Z` naming a real instant after 1970-01-01T00:00:00Z; temperature, humidity and pressure
 are each a JSON number, null, or absent. Optional descriptive fields (location, device_info, is_anomaly,
 anomaly_type) of the wrong type become null, and so does a floor that does not fit a 32-bit integer.
+
+A channel profile's events (`sensorops.profiles`) are read by the same rules, given as an `EventFormat`: its
+channels instead of these three, each reading also within its channel's range (else `out_of_range`), and flat (no
+location or device_info). `DEFAULT_FORMAT` is the one above, unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -92,6 +97,37 @@ READ_FIELDS = ("sensor_id", "event_ms", *EVENT_COLUMNS[2:])
 """A valid event as `read_events` returns it: `EVENT_COLUMNS` with `event_ms` (epoch milliseconds) for `event_time`."""
 
 
+@dataclass(frozen=True)
+class EventFormat:
+    """What `read_events` takes for a valid event: its channels, each a JSON number or null within its range, and
+    whether it carries location and device_info (the default wire format) or is flat (a profile's, `profiles.wire`)."""
+
+    bounds: tuple[tuple[str, float, float], ...] = tuple((c, -MAX_ABS_READING, MAX_ABS_READING) for c in CHANNELS)
+    """(channel, low, high), inclusive, for each channel in order; no bound beyond +-`MAX_ABS_READING`."""
+    context: bool = True
+    """Location and device_info, read as the default wire format reads them (its channels only)."""
+
+    def __post_init__(self) -> None:
+        if self.context and self.channels != CHANNELS:
+            raise ValueError(f"only the default channels {CHANNELS} come with location and device_info")
+        if any(lo < -MAX_ABS_READING or hi > MAX_ABS_READING for _, lo, hi in self.bounds):
+            raise ValueError(f"a channel's bounds are not within +-{MAX_ABS_READING:g}: {self.bounds}")
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(c for c, _, _ in self.bounds)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """A valid event as `read_events` returns it: `READ_FIELDS`, or for a flat event its own channels."""
+        return READ_FIELDS if self.context else ("sensor_id", "event_ms", *self.channels, "is_anomaly", "anomaly_type")
+
+
+DEFAULT_FORMAT = EventFormat()
+"""The default wire format: temperature, humidity and pressure (no range but `MAX_ABS_READING`), location and
+device_info."""
+
+
 def epoch_ms(value: Any) -> int | None:
     """Epoch milliseconds of an ISO-8601 UTC timestamp string (truncated to milliseconds); None if it is not one."""
     if not isinstance(value, str) or not _TS_RE.fullmatch(value):  # fullmatch: `$` would let a final newline in
@@ -126,9 +162,10 @@ def read_events(
     keys: Sequence[bytes | None] | None = None,
     max_bytes: int = MAX_VALUE_BYTES,
     max_key_bytes: int = MAX_KEY_BYTES,
+    fmt: EventFormat = DEFAULT_FORMAT,
 ) -> tuple[list[str | None], list[tuple[Any, ...] | None]]:
     """Decode and check raw Kafka values (and the sizes of their keys), each parsed once: per record, its dead-letter
-    reason (one of `DEAD_LETTER_REASONS`) or None, and its flat event (a tuple of `READ_FIELDS`) or None.
+    reason (one of `DEAD_LETTER_REASONS`) or None, and its flat event (a tuple of `fmt.fields`) or None.
 
     The one definition of what is valid: the stream job calls it for each batch of records (its pandas UDF), batch
     code through `split_payloads` and `read_event`. No value makes it raise. A batch reads the clock once.
@@ -137,7 +174,7 @@ def read_events(
     reasons: list[str | None] = []
     rows: list[tuple[Any, ...] | None] = []
     for payload, key in zip(payloads, keys if keys is not None else itertools.repeat(None)):
-        reason, row = _read(payload, key, max_bytes, max_key_bytes, latest_ms)
+        reason, row = _read(payload, key, max_bytes, max_key_bytes, latest_ms, fmt)
         reasons.append(reason)
         rows.append(row)
     return reasons, rows
@@ -149,6 +186,7 @@ def _read(
     max_bytes: int,
     max_key_bytes: int,
     latest_ms: float,
+    fmt: EventFormat,
 ) -> tuple[str | None, tuple[Any, ...] | None]:
     """One record (`read_events`): the rules, in the order they decide a dead letter's reason."""
     if (payload is not None and len(payload) > max_bytes) or (key is not None and len(key) > max_key_bytes):
@@ -169,16 +207,21 @@ def _read(
         return "wrong_type", None
     if not EARLIEST_MS <= ms <= latest_ms:
         return "out_of_range", None
-    readings = (obj.get("temperature"), obj.get("humidity"), obj.get("pressure"))
-    for value in readings:
-        if value is not None:
-            if not _is_number(value):
-                return "wrong_type", None
-            if abs(value) > MAX_ABS_READING:
-                return "out_of_range", None
-    t, h, p = readings
-    floats = (None if t is None else float(t), None if h is None else float(h), None if p is None else float(p))
-    return None, _flat_row(obj, sensor_id, ms, floats)
+    floats = []
+    for channel, lo, hi in fmt.bounds:  # in order: the first channel that fails decides the reason
+        value = obj.get(channel)
+        if value is None:
+            floats.append(None)
+        elif not _is_number(value):
+            return "wrong_type", None
+        elif not lo <= value <= hi:
+            return "out_of_range", None
+        else:
+            floats.append(float(value))
+    if not fmt.context:
+        anomaly, kind = obj.get("is_anomaly"), _text(obj.get("anomaly_type")) or "none"  # as `_flat_row` reads them
+        return None, (sensor_id, ms, *floats, anomaly is True or anomaly == "true", kind)
+    return None, _flat_row(obj, sensor_id, ms, tuple(floats))
 
 
 def _text(value: Any) -> str | None:
@@ -220,11 +263,12 @@ def read_event(
     max_bytes: int = MAX_VALUE_BYTES,
     key: bytes | None = None,
     max_key_bytes: int = MAX_KEY_BYTES,
+    fmt: EventFormat = DEFAULT_FORMAT,
 ) -> tuple[str | None, dict[str, Any] | None]:
     """One raw Kafka value (and its key), read by `read_events`: (dead-letter reason, None) or (None, flat event),
-    the flat event a dict of `READ_FIELDS`."""
-    reasons, rows = read_events([payload], [key], max_bytes, max_key_bytes)
-    return reasons[0], None if rows[0] is None else dict(zip(READ_FIELDS, rows[0]))
+    the flat event a dict of `fmt.fields`."""
+    reasons, rows = read_events([payload], [key], max_bytes, max_key_bytes, fmt)
+    return reasons[0], None if rows[0] is None else dict(zip(fmt.fields, rows[0]))
 
 
 def _not_utf8(payload: bytes | str | None) -> bool:
@@ -276,16 +320,16 @@ def flatten_event(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def split_payloads(
-    payloads: Iterable[bytes | str], keys: Iterable[bytes | None] | None = None
+    payloads: Iterable[bytes | str], keys: Iterable[bytes | None] | None = None, fmt: EventFormat = DEFAULT_FORMAT
 ) -> tuple[pd.DataFrame, list[tuple[bytes | str, str]]]:
     """Raw Kafka values (and their keys, if given), in arrival order, as (flat valid events, [(payload, reason)]
     dead letters)."""
     payloads = list(payloads)
-    reasons, rows = read_events(payloads, None if keys is None else list(keys))
-    frame = pd.DataFrame([row for row in rows if row is not None], columns=list(READ_FIELDS))
+    reasons, rows = read_events(payloads, None if keys is None else list(keys), fmt=fmt)
+    frame = pd.DataFrame([row for row in rows if row is not None], columns=list(fmt.fields))
     frame.insert(1, "event_time", pd.to_datetime(frame.pop("event_ms").astype("int64"), unit="ms", utc=True))
     dead = [(payload, reason) for payload, reason in zip(payloads, reasons) if reason is not None]
-    return _typed(frame), dead
+    return _typed(frame, fmt), dead
 
 
 def events_frame(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
@@ -298,11 +342,12 @@ def events_frame(events: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataF
     return _typed(pd.DataFrame(rows, columns=EVENT_COLUMNS))
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+def _typed(frame: pd.DataFrame, fmt: EventFormat = DEFAULT_FORMAT) -> pd.DataFrame:
     frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True).astype("datetime64[ms, UTC]")
-    for col in ("temperature", "humidity", "pressure", "battery_level"):
+    for col in (*fmt.channels, "battery_level") if fmt.context else fmt.channels:
         frame[col] = frame[col].astype("float64")
-    frame["floor"] = frame["floor"].astype("Int32")
+    if fmt.context:
+        frame["floor"] = frame["floor"].astype("Int32")
     frame["is_anomaly"] = frame["is_anomaly"].astype(bool)
     return frame
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from sensorops import events, generator, stream
+from sensorops import events, generator, profiles, stream
 
 TS = "2026-11-27T09:00:00.000Z"
 
@@ -165,3 +165,110 @@ def test_a_value_cut_to_kept_bytes_gets_the_same_reason_and_dead_letter():
             assert events.dead_letter_text(payload[:cut]) == events.dead_letter_text(payload)
     assert events.dead_letter_text(b"x" * 3_000_000).endswith(f"[cut: more than {events.MAX_VALUE_BYTES:,} bytes]")
     assert events.dead_letter_text(b"y" * 10_000).endswith("[cut: 10,000 bytes in all]")
+
+
+# -- a profile's events: the same rules, its channels and ranges, flat ------------------------------------------
+
+PUMP = profiles.from_dict(
+    {
+        "name": "pump",
+        "channels": [{"name": "flow", "range": [0, 50]}, {"name": "current"}, {"name": "vibration", "range": [-1, 1]}],
+    }
+)
+FLAT = profiles.event_format(PUMP)
+"""A profile's format: `flow` within 0..50, `current` any reading up to `MAX_ABS_READING`, `vibration` within -1..1."""
+FLAT_HOSTILE = [
+    (_event(flow=10.0, current=-3.5, vibration=0.25, is_anomaly=True, anomaly_type="cavitation"), None),
+    (_event(flow=0, current=None, vibration=1), None),  # ranges include their ends; a channel may be null
+    (_event(), None),  # ... or absent
+    (_event(flow=50.000001), "out_of_range"),
+    (_event(flow=-0.1), "out_of_range"),
+    (_event(vibration=-1.5), "out_of_range"),
+    (_event(current=1e9 + 1), "out_of_range"),  # no range: the global bound
+    (_event(current=-1.797e308), "out_of_range"),
+    (_event(flow="10"), "wrong_type"),
+    (_event(current=True), "wrong_type"),
+    (_event(vibration=[0.1]), "wrong_type"),
+    (_event(flow=99.0, vibration="x"), "out_of_range"),  # the first channel decides
+    (_event(flow="x", vibration=99.0), "wrong_type"),
+    (_event(temperature="hot", pressure=1e12, location="B1"), None),  # the default's fields are not this profile's
+    (b'{"sensor_id": "s", "timestamp": "2026-11-27T09:00:00Z", "flow": NaN}', "invalid_json"),
+    (json.dumps({"sensor_id": "s"}).encode(), "missing_field"),
+    (json.dumps({"sensor_id": "", "timestamp": TS}).encode(), "wrong_type"),
+    (json.dumps({"sensor_id": "s", "timestamp": "1999-12-31T23:59:59.999Z"}).encode(), "out_of_range"),
+    (b"\xff\xfe{", "invalid_encoding"),
+    (b"x" * (events.MAX_VALUE_BYTES + 1), "too_large"),
+]
+"""A profile's events and values that are not, with their reason (None: valid)."""
+
+
+@pytest.mark.parametrize(("payload", "reason"), FLAT_HOSTILE)
+def test_a_profiles_channels_and_ranges_are_checked(payload, reason):
+    assert events.read_event(payload, fmt=FLAT)[0] == reason
+
+
+def test_a_profiles_event_is_flat():
+    assert FLAT.fields == ("sensor_id", "event_ms", "flow", "current", "vibration", "is_anomaly", "anomaly_type")
+    _, event = events.read_event(FLAT_HOSTILE[0][0], fmt=FLAT)
+    assert event == {
+        "sensor_id": "s",
+        "event_ms": events.epoch_ms(TS),
+        "flow": 10.0,
+        "current": -3.5,
+        "vibration": 0.25,
+        "is_anomaly": True,
+        "anomaly_type": "cavitation",
+    }
+    assert all(isinstance(event[c], float) for c in ("flow", "current", "vibration"))
+    # Labels read as the default format reads them: only true or "true" is an anomaly, a type of the wrong kind is none
+    for label, expected in ((True, True), ("true", True), (1, False), ("yes", False), (None, False)):
+        assert events.read_event(_event(is_anomaly=label, anomaly_type=["x"]), fmt=FLAT)[1]["is_anomaly"] is expected
+    assert events.read_event(_event(anomaly_type=["x"]), fmt=FLAT)[1]["anomaly_type"] == "none"
+
+
+def test_the_default_rules_generalise_unchanged():
+    # The default profile's format is the one the default calls use; a flat format with the default's three channels
+    # and no ranges gives every value of the default's hostile list the same reason.
+    assert profiles.event_format(profiles.default()) == events.DEFAULT_FORMAT
+    three = events.EventFormat(events.DEFAULT_FORMAT.bounds, context=False)
+    payloads = [p for p, _ in HOSTILE] + valid_payloads(20)
+    default_reasons, default_rows = events.read_events(payloads)
+    reasons, rows = events.read_events(payloads, fmt=three)
+    assert reasons == default_reasons == [r for _, r in HOSTILE] + [None] * 20
+    for row, default_row in zip(rows, default_rows, strict=True):
+        if row is not None:  # the same readings and labels, without location and device_info
+            full = dict(zip(events.READ_FIELDS, default_row))
+            assert dict(zip(three.fields, row)) == {f: full[f] for f in three.fields}
+
+
+def test_a_format_with_context_has_the_default_channels():
+    with pytest.raises(ValueError, match="location and device_info"):
+        events.EventFormat((("flow", 0.0, 1.0),))
+    with pytest.raises(ValueError, match="within"):
+        events.EventFormat((("flow", -2e9, 1.0),), context=False)
+    outside = profiles.from_dict({"name": "big", "channels": [{"name": "x", "range": [-1e12, 1e12]}]})
+    assert profiles.event_format(outside).bounds == (("x", -events.MAX_ABS_READING, events.MAX_ABS_READING),)
+
+
+def test_split_payloads_and_the_udf_read_a_profiles_events():
+    payloads = [p for p, _ in FLAT_HOSTILE]
+    valid, dead = events.split_payloads(payloads, fmt=FLAT)
+    assert list(valid.columns) == [
+        "sensor_id",
+        "event_time",
+        "flow",
+        "current",
+        "vibration",
+        "is_anomaly",
+        "anomaly_type",
+    ]
+    assert len(valid) == sum(r is None for _, r in FLAT_HOSTILE)
+    assert [r for _, r in dead] == [r for _, r in FLAT_HOSTILE if r is not None]
+    assert valid["flow"].dtype == "float64" and valid["is_anomaly"].dtype == bool
+    assert str(valid["event_time"].dtype) == "datetime64[ms, UTC]"
+    frame = stream.parse_events(
+        pd.Series(payloads, dtype=object), pd.Series([None] * len(payloads), dtype=object), fmt=FLAT
+    )
+    assert list(frame.columns) == ["reason", "dead_letter", *FLAT.fields]
+    assert frame["reason"].tolist() == [r for _, r in FLAT_HOSTILE]
+    assert frame.loc[frame["reason"].isna(), "flow"].tolist() == [10.0, 0.0, None, None]

@@ -176,3 +176,21 @@ def test_bad_profile_files_are_one_line_errors(tmp_path: Path, text: str, messag
 def test_missing_profile_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="sensorops profile infer"):
         profiles.load(tmp_path / "nope.yaml")
+
+
+def test_where_a_profiles_data_lives_is_named_in_one_place() -> None:
+    default, profile = profiles.default(), custom()
+    assert [profiles.topic(t, default) for t in (config.FEATURES_TOPIC, config.DEAD_LETTER_TOPIC)] == [
+        config.FEATURES_TOPIC,
+        config.DEAD_LETTER_TOPIC,
+    ]
+    assert profiles.topic(config.FEATURES_TOPIC, profile) == f"{config.FEATURES_TOPIC}.pump-rig"
+    assert (profiles.archive_prefix(default), profiles.features_prefix(default)) == ("", "features")
+    assert (profiles.archive_prefix(profile), profiles.features_prefix(profile)) == (
+        "profiles/pump-rig",
+        "profiles/pump-rig/features",
+    )
+    assert (profiles.per_profile("model", default), profiles.per_profile("model", profile)) == (
+        "model",
+        "model-pump-rig",
+    )

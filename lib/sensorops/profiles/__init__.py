@@ -3,7 +3,8 @@ pipeline.
 
 `model` (the profile, YAML, the default building-climate profile), `labels` (label encodings), `cells` (reading
 numbers and timestamps), `files` (folders, one sensor per file, the separator), `infer` (propose a profile from CSV
-files), `wire` (the event schema generated from a profile, serialisation, the topic).
+files), `wire` (the event schema generated from a profile, serialisation, what a valid event is), `names` (its
+topics, stream job, archive prefix and models: where its data lives).
 """
 
 from sensorops.profiles.cells import NULL_TOKENS, blank_nulls, parse_numbers, parse_timestamps
@@ -11,7 +12,8 @@ from sensorops.profiles.files import csv_files, sensor_ids, sniff_delimiter
 from sensorops.profiles.infer import Inference, infer
 from sensorops.profiles.labels import ENCODINGS, detect_encoding, parse_label
 from sensorops.profiles.model import DEFAULT_NAME, Channel, Profile, default, from_dict, load, save
-from sensorops.profiles.wire import json_schema, sensor_topic, serialize, to_dicts, validate
+from sensorops.profiles.names import archive_prefix, features_prefix, per_profile, sensor_topic, topic
+from sensorops.profiles.wire import event_format, json_schema, serialize, to_dicts, validate
 
 __all__ = [
     "DEFAULT_NAME",
@@ -19,16 +21,20 @@ __all__ = [
     "NULL_TOKENS",
     "Channel",
     "Inference",
+    "archive_prefix",
     "blank_nulls",
     "Profile",
     "csv_files",
     "default",
     "detect_encoding",
+    "event_format",
+    "features_prefix",
     "from_dict",
     "infer",
     "json_schema",
     "load",
     "parse_label",
+    "per_profile",
     "parse_numbers",
     "parse_timestamps",
     "save",
@@ -37,5 +43,6 @@ __all__ = [
     "serialize",
     "sniff_delimiter",
     "to_dicts",
+    "topic",
     "validate",
 ]

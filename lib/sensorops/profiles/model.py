@@ -33,9 +33,12 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 """Profile and channel names: safe in topic names, S3 prefixes and SQL identifiers (channels: no hyphen)."""
 CHANNEL_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED = (frozenset(events.EVENT_COLUMNS) - set(events.CHANNELS)) | {
-    *("schema_version", "timestamp", "event_ms", "line", "file", "location", "device_info", "model")
+    *("schema_version", "timestamp", "event_ms", "line", "file", "location", "device_info", "model"),
+    *("reason", "dead_letter", "payload", "proc_time", "prev_event_ms", "is_late", "dt", "hour"),
+    *("kafka_partition", "kafka_offset", "kafka_timestamp"),
 }
-"""Names a channel cannot take: the event's other fields (flat and nested) and replay's bookkeeping columns."""
+"""Names a channel cannot take: the event's other fields (flat and nested), replay's bookkeeping columns, and the
+stream job's own columns beside the channels (`stream.job.JOB_COLUMNS`, with the archive's partitions)."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""A profile's events on the wire: the JSON Schema generated from the profile, serialisation, and the topic.
+"""A profile's events on the wire: the JSON Schema generated from the profile, serialisation, and what the stream
+job takes for a valid event (`event_format`).
 
 The default profile's events are exactly those of `events` (with location and device_info); its generated schema
 is built from the shipped schema's own parts, and a test checks that both accept the same events. Any other
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from sensorops import config, events
+from sensorops import events
 from sensorops.profiles.model import Channel, Profile
 
 CONTEXT = ("location", "device_info")
@@ -54,6 +55,18 @@ def json_schema(profile: Profile) -> dict[str, Any]:
     }
 
 
+def event_format(profile: Profile) -> events.EventFormat:
+    """What the stream job takes for a valid event of `profile` (`events.read_events`): the default wire format for
+    the default profile (unchanged), else flat events whose channels are each within their range, as replay checks
+    them (`replay.read_profile`) and the schema states them."""
+    if profile.is_default:
+        return events.DEFAULT_FORMAT
+    limit = events.MAX_ABS_READING
+    ranges = [c.range or (-limit, limit) for c in profile.channels]
+    bounds = tuple((c.name, max(lo, -limit), min(hi, limit)) for c, (lo, hi) in zip(profile.channels, ranges))
+    return events.EventFormat(bounds, context=False)
+
+
 def validate(dicts: list[dict[str, Any]], profile: Profile) -> list[str]:
     """Schema violations of events of `profile`, as ``"event N: message"`` lines (empty when all are valid)."""
     import jsonschema  # only needed here
@@ -89,9 +102,3 @@ def serialize(frame: pd.DataFrame, profile: Profile) -> tuple[list[bytes], list[
 def to_dicts(frame: pd.DataFrame, profile: Profile) -> list[dict[str, Any]]:
     """Events as they travel on the wire, decoded (to show or validate a sample)."""
     return [orjson.loads(v) for v in serialize(frame, profile)[1]]
-
-
-def sensor_topic(profile: Profile) -> str:
-    """The topic a profile's readings go to: the default one for the default profile, its own for any other
-    (the running stream job reads the default topic, and must not take other channels for missing readings)."""
-    return config.SENSOR_TOPIC if profile.is_default else f"{config.SENSOR_TOPIC}.{profile.name}"
