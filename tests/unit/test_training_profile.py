@@ -15,7 +15,7 @@ import skops.io
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from sensorops import features, profiles, registry, replay, training
+from sensorops import archive, features, profiles, registry, replay, stream, training
 from sensorops.cli import train as train_cli
 from sensorops.errors import UserError
 
@@ -168,8 +168,25 @@ def test_files_need_a_profile_and_no_range(tmp_path: Path) -> None:
     path = profiles.save(profiles.infer([SKAB], "datetime", label_column="anomaly").profile, tmp_path / "p.yaml")
     with pytest.raises(UserError, match="not both"):
         train_cli.run(train_args(path, "--start", "2024-01-01", "--no-mlflow"))
-    with pytest.raises(UserError, match="--prefix"):
-        train_cli.run(parser.parse_args(["train", "--profile", str(path), "--start", "2024-01-01", "--no-mlflow"]))
+
+
+def test_a_profiles_archive_is_read_where_its_stream_job_writes_it(tmp_path: Path, monkeypatch) -> None:
+    profile = profiles.infer([SKAB], "datetime", label_column="anomaly", name="skab").profile
+    path = profiles.save(profile, tmp_path / "p.yaml")
+    read = []
+    monkeypatch.setattr(
+        train_cli.archive,
+        "read",
+        lambda location, *_: read.append(location) or archive.ArchiveData(pd.DataFrame(), [], 0),
+    )
+    parser = argparse.ArgumentParser()
+    train_cli.register(parser.add_subparsers())
+    for extra in ([], ["--prefix", "elsewhere/features"]):
+        args = parser.parse_args(["train", "--profile", str(path), "--start", "2024-01-01", "--no-mlflow", *extra])
+        with pytest.raises(UserError, match=f"stream submit --profile {path}"):
+            train_cli.run(args)
+    assert read == ["s3://sensor-archive/profiles/skab/features", "s3://sensor-archive/elsewhere/features"]
+    assert read[0] == f"{stream.StreamJobConfig(profile=profile, bootstrap_servers='k:9092').archive_path}/features"
 
 
 def test_a_normal_only_detector_saved_before_the_merge_still_scores(skab: tuple[features.FeatureSet, pd.DataFrame]):

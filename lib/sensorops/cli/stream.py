@@ -1,4 +1,5 @@
-"""`sensorops stream submit|status|cancel`: the PyFlink stream job on the Flink session cluster."""
+"""`sensorops stream submit|status|cancel`: the PyFlink stream job on the Flink session cluster, one job per channel
+profile (`--profile PROFILE.yaml`: its own topics, features and archive, beside the default profile's job)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import math
 import time
 
-from sensorops import archive, config, flink, stream
+from sensorops import flink, profiles, stream
 from sensorops.errors import UserError
 
 
@@ -16,11 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = actions.add_parser("submit", help="submit the job, unless a job of that name is already running")
     _name(s)
-    s.add_argument("--source-topic", default=config.SENSOR_TOPIC, help=f"events topic (default {config.SENSOR_TOPIC})")
-    s.add_argument("--features-topic", default=config.FEATURES_TOPIC)
-    s.add_argument("--aggregates-topic", default=config.AGGREGATES_TOPIC)
-    s.add_argument("--dead-letter-topic", default=config.DEAD_LETTER_TOPIC)
-    s.add_argument("--archive-path", default=archive.ROOT, help="S3 prefix of the Parquet archive")
+    own = "(default: the profile's own, `sensorops.profiles.names`)"
+    s.add_argument("--source-topic", default="", help=f"events topic {own}")
+    s.add_argument("--features-topic", default="", help=own)
+    s.add_argument("--aggregates-topic", default="", help=own)
+    s.add_argument("--dead-letter-topic", default="", help=own)
+    s.add_argument("--archive-path", default="", help=f"S3 prefix of the Parquet archive {own}")
     s.add_argument("--parallelism", type=int, default=1)
     s.add_argument("--checkpoint-interval", type=float, default=10.0, help="seconds between checkpoints (default 10)")
     s.add_argument("--watermark-delay", type=float, default=5.0, help="bounded out-of-orderness, seconds (default 5)")
@@ -49,12 +51,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _name(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", default=stream.DEFAULT_JOB_NAME, help=f"job name (default {stream.DEFAULT_JOB_NAME})")
+    p.add_argument(
+        "--profile", default=None, metavar="PROFILE.yaml", help="the channel profile's job (default: the default's)"
+    )
+    p.add_argument("--name", default=None, help=f"job name (default {stream.DEFAULT_JOB_NAME}[-PROFILE])")
+
+
+def _job_name(args: argparse.Namespace) -> str:
+    """The job `--name` names, else the `--profile`'s job (`profiles.per_profile`), else the default profile's."""
+    if args.name is not None:
+        return args.name
+    profile = profiles.load(args.profile) if args.profile else profiles.default()
+    return profiles.per_profile(stream.DEFAULT_JOB_NAME, profile)
 
 
 def _check(args: argparse.Namespace) -> None:
     """Options that the job or the loop would take badly, refused before any service is asked."""
-    if not args.name.strip():
+    if args.name is not None and not args.name.strip():
         raise UserError("--name must not be empty")
     limits = {"parallelism": 1, "checkpoint_interval": 0.001, "watermark_delay": 0.0, "watch": 0.0}
     for name, least in limits.items():
@@ -66,7 +79,8 @@ def _check(args: argparse.Namespace) -> None:
 def run_submit(args: argparse.Namespace) -> int:
     _check(args)
     cfg = stream.StreamJobConfig(
-        name=args.name,
+        profile=args.profile or profiles.DEFAULT_NAME,
+        name=args.name or "",
         source_topic=args.source_topic,
         features_topic=args.features_topic,
         aggregates_topic=args.aggregates_topic,
@@ -80,6 +94,9 @@ def run_submit(args: argparse.Namespace) -> int:
     )
     job_id, started = stream.submit(cfg, fresh=args.fresh)
     print(f"{'submitted' if started else 'already running'}: {cfg.name} {job_id}")
+    print(f"  reads {cfg.source_topic}; features to {cfg.features_topic}, dead letters to {cfg.dead_letter_topic}")
+    if cfg.archive:
+        print(f"  archives to {cfg.archive_path}/raw and {cfg.archive_path}/features")
     if args.wait:
         flink.wait_running(job_id)
         print_status(stream.status(job_id=job_id))
@@ -97,7 +114,7 @@ def print_status(s: flink.JobStatus) -> None:
 def run_status(args: argparse.Namespace) -> int:
     _check(args)
     while True:
-        s = stream.status(args.name)
+        s = stream.status(_job_name(args))
         print_status(s)
         if not args.watch:
             return 0 if s.healthy else 1  # a restarting job is not well, whatever it will become
@@ -106,9 +123,10 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_cancel(args: argparse.Namespace) -> int:
     _check(args)
-    final = stream.cancel(args.name)
+    name = _job_name(args)
+    final = stream.cancel(name)
     if final is None:
-        print(f"no running job called {args.name}")
+        print(f"no running job called {name}")
         return 0
     print(f"{final.state}: {final.name} {final.job_id}")
     print(f"  next submit resumes from {final.last_checkpoint or 'the committed Kafka offsets'}")

@@ -63,19 +63,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the best model is refitted on all",
     )
     p.add_argument("--bucket", default=config.ARCHIVE_BUCKET, help=f"archive bucket (default {config.ARCHIVE_BUCKET})")
-    p.add_argument("--prefix", default=None, help="key prefix of the feature archive (default features)")
+    p.add_argument(
+        "--prefix",
+        default=None,
+        help="key prefix of the feature archive (default: the profile's, where its stream job archives: features, "
+        "or profiles/NAME/features)",
+    )
     p.add_argument("--experiment", default=None, help=f"MLflow experiment (default {registry.EXPERIMENT}[-PROFILE])")
     p.add_argument("--model-name", default=None, help=f"registered model (default {registry.MODEL_NAME}[-PROFILE])")
     p.add_argument("--no-register", action="store_true", help="log the runs but leave the registry alone")
     p.add_argument("--no-mlflow", action="store_true", help="train and print only: no runs, no registry")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.set_defaults(handler=run)
-
-
-def per_profile(name: str, profile: profiles.Profile) -> str:
-    """An experiment's or registered model's name for `profile`: the name itself for the default profile (nothing
-    changes for it), suffixed with the profile's name for any other (models of other channels never mix)."""
-    return name if profile.is_default else f"{name}-{profile.name}"
 
 
 @dataclass(frozen=True)
@@ -128,19 +127,19 @@ def _from_files(args: argparse.Namespace, feature_set: features.FeatureSet) -> T
 
 
 def _from_archive(args: argparse.Namespace, feature_set: features.FeatureSet) -> Table:
-    if args.prefix is None and not feature_set.profile.is_default:
-        raise UserError(f"give the archive prefix of profile {feature_set.profile.name}'s features with --prefix")
     started = time.perf_counter()
-    location = f"s3://{args.bucket}/{(args.prefix or 'features').strip('/')}"
+    prefix = profiles.features_prefix(feature_set.profile) if args.prefix is None else args.prefix
+    location = f"s3://{args.bucket}/{prefix.strip('/')}"
     try:
         data = archive.read(location, args.start, args.end or args.start)
     except UserError:
         platform.require("s3", timeout=10)  # if S3 is the cause, say so and name the fix
         raise
     if data.frame.empty:
+        submit = "sensorops stream submit" + ("" if feature_set.profile.is_default else f" --profile {args.profile}")
         raise UserError(
             f"no archived data in {location} from {args.start} to {args.end or args.start} "
-            "(is the stream job archiving? see notebook 02)"
+            f"(is the stream job archiving? `{submit}`)"
         )
     said = (
         f"read {len(data.frame):,} rows from {len(data.partitions)} partitions ({data.files} files) "
@@ -185,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.no_mlflow:
         return 0
-    experiment = args.experiment or per_profile(registry.EXPERIMENT, profile)
+    experiment = args.experiment or profiles.per_profile(registry.EXPERIMENT, profile)
     tags = {"sensorops.profile": profile.name, "sensorops.split": args.split}
     session = registry.log_session(results, split, table.sources, baselines, experiment=experiment, tags=tags)
     print(f"\nMLflow: {registry.run_url(session.run_id)}")
@@ -194,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_register:
         return 0
     best = training.best_result(results)
-    model_name = args.model_name or per_profile(registry.MODEL_NAME, profile)
+    model_name = args.model_name or profiles.per_profile(registry.MODEL_NAME, profile)
     outcome = registry.register_and_promote(session.models[best.name], split.test, model_name=model_name)
     verdict = "is the new champion" if outcome.promoted else "stays a challenger"
     print(f"\n{outcome.model_name} version {outcome.version} ({best.name}) {verdict}: {outcome.reason}")

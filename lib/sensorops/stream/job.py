@@ -1,5 +1,11 @@
 """The stream job: Kafka sensor events -> features, window aggregates, dead letters and an S3 archive.
 
+One job per channel profile (`StreamJobConfig.profile`): the default profile's is the building-climate job as it
+always was; any other profile's reads its own topic, checks its flat events against its channels and their ranges
+(`profiles.event_format`), computes its features (`features.for_profile`) and writes its own topics and archive
+(`profiles.names`), with per-sensor aggregates of its channels (the default's per-building ones need a location).
+Each job takes one task slot at parallelism 1, so several profiles' jobs run side by side on the session cluster.
+
 The job is Flink SQL, assembled here (`statements`), with one Python UDF that decodes each record once
 (`parse_events`, vectorized: Flink hands it batches of records); it is run by `sensorops/jobs/sensor_stream.py` inside
 the Flink client. This module only defines the job; `stream.control` submits it to the session cluster through
@@ -18,12 +24,12 @@ Delivery guarantees, per sink:
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from sensorops import archive, config, events, features, kafka_io
+from sensorops import archive, config, events, features, kafka_io, profiles
 from sensorops.errors import UserError
 from sensorops.stream.tables import (
     JobSettings,
@@ -43,12 +49,18 @@ class StreamJobConfig(JobSettings):
     """Everything that parameterises one deployment of the stream job. Its keyed state is a sensor's recent
     readings: a sensor silent for longer than `state_ttl_s` starts its rolling features afresh."""
 
-    name: str = DEFAULT_JOB_NAME
-    source_topic: str = config.SENSOR_TOPIC
-    features_topic: str = config.FEATURES_TOPIC
-    aggregates_topic: str = config.AGGREGATES_TOPIC
-    dead_letter_topic: str = config.DEAD_LETTER_TOPIC
-    archive_path: str = archive.ROOT
+    profile: str | profiles.Profile = profiles.DEFAULT_NAME
+    """The channel profile: the path of its YAML file (or a `profiles.Profile`), or the default profile's name. It
+    decides what a valid event is and the features, and names the job, its topics and its archive when they are left
+    empty (`profiles.names`: `sensorops-stream-NAME`, `sensor-events.NAME`, ..., `<archive root>/profiles/NAME`)."""
+    profile_spec: dict[str, Any] = field(default_factory=dict)
+    """The profile's YAML form, read once where the config is made: the job on the cluster never reads the file."""
+    name: str = ""
+    source_topic: str = ""
+    features_topic: str = ""
+    aggregates_topic: str = ""
+    dead_letter_topic: str = ""
+    archive_path: str = ""
     """Raw events go to `<archive_path>/raw/`, features to `<archive_path>/features/`."""
     window_minutes: int = 1
     features_guarantee: str = "at-least-once"
@@ -79,8 +91,30 @@ class StreamJobConfig(JobSettings):
             raise UserError(f"max_key_bytes must be at least 1, got {self.max_key_bytes}")
         if self.python_bundle_size < 1:
             raise UserError(f"python_bundle_size must be at least 1, got {self.python_bundle_size}")
+        profile = self._read_profile()
+        self.profile_spec = {} if profile.is_default else profile.to_dict()
+        self.feature_set = features.for_profile(profile)  # not a field: derived, and checked here
+        self.event_format = profiles.event_format(profile)
+        self.name = self.name or profiles.per_profile(DEFAULT_JOB_NAME, profile)
+        self.source_topic = self.source_topic or profiles.sensor_topic(profile)
+        self.features_topic = self.features_topic or profiles.topic(config.FEATURES_TOPIC, profile)
+        self.aggregates_topic = self.aggregates_topic or profiles.topic(config.AGGREGATES_TOPIC, profile)
+        self.dead_letter_topic = self.dead_letter_topic or profiles.topic(config.DEAD_LETTER_TOPIC, profile)
+        own = "/".join(p for p in (archive.ROOT, profiles.archive_prefix(profile)) if p)
+        self.archive_path = (self.archive_path or own).rstrip("/")
         super().__post_init__()
-        self.archive_path = self.archive_path.rstrip("/")
+
+    def _read_profile(self) -> profiles.Profile:
+        if isinstance(self.profile, profiles.Profile):
+            self.profile_spec, self.profile = self.profile.to_dict(), self.profile.name
+        self.profile = str(self.profile or profiles.DEFAULT_NAME)
+        if self.profile_spec:
+            return profiles.from_dict(self.profile_spec, where=f"the profile of {self.name or 'the stream job'}")
+        return profiles.default() if self.profile == profiles.DEFAULT_NAME else profiles.load(self.profile)
+
+    @property
+    def channel_profile(self) -> profiles.Profile:
+        return self.feature_set.profile
 
     @classmethod
     def scratch(cls, kind: str, tag: str, **overrides: Any) -> StreamJobConfig:
@@ -144,15 +178,35 @@ FEATURE_TYPES = {
 """Flink types of the feature columns; the rest are DOUBLE."""
 
 
-def feature_schema(exclude: tuple[str, ...] = ()) -> str:
-    return ",\n  ".join(f"`{c}` {FEATURE_TYPES.get(c, 'DOUBLE')}" for c in features.FEATURE_COLUMNS if c not in exclude)
+PROFILE_TYPES = {
+    "sensor_id": "STRING",
+    "event_time": "TIMESTAMP_LTZ(3)",
+    "is_anomaly": "BOOLEAN",
+    "anomaly_type": "STRING",
+}
+"""Flink types of the columns of any other profile's feature table that are not DOUBLE."""
+
+
+def column_types(feature_set: features.FeatureSet) -> dict[str, str]:
+    """Flink types of a feature table's columns that are not DOUBLE."""
+    return FEATURE_TYPES if feature_set.profile.is_default else PROFILE_TYPES
+
+
+def feature_schema(exclude: tuple[str, ...] = (), feature_set: features.FeatureSet | None = None) -> str:
+    """The columns of a feature table (the default profile's unless `feature_set` is given) as Flink SQL."""
+    feature_set = feature_set or features.for_profile()
+    types = column_types(feature_set)
+    return ",\n  ".join(f"`{c}` {types.get(c, 'DOUBLE')}" for c in feature_set.columns if c not in exclude)
 
 
 PARSED_FIELDS = ("reason", "dead_letter", *events.READ_FIELDS)
 """What `parse_events` returns for each record: the dead-letter reason and what the dead letter keeps of the value
-(`events.dead_letter_text`), or the flat event (both NULL)."""
+(`events.dead_letter_text`), or the flat event (both NULL). For another profile's events, `fmt.fields` after the
+first two."""
 
-_NO_EVENT = (None,) * len(events.READ_FIELDS)
+JOB_COLUMNS = ("reason", "dead_letter", "event_ms", "proc_time", "prev_event_ms", "payload", "is_late", "dt", "hour")
+JOB_COLUMNS += ("kafka_partition", "kafka_offset", "kafka_timestamp")
+"""Columns of the job's own beside a profile's channels, which no channel may be called (`profiles.model.RESERVED`)."""
 
 
 def parse_events(
@@ -160,6 +214,7 @@ def parse_events(
     keys: pd.Series,
     max_bytes: int = events.MAX_VALUE_BYTES,
     max_key_bytes: int = events.MAX_KEY_BYTES,
+    fmt: events.EventFormat = events.DEFAULT_FORMAT,
 ) -> pd.DataFrame:
     """The job's one Python UDF, vectorized: decode and check a batch of raw values, each once
     (`events.read_events`), as a frame of `PARSED_FIELDS`, one row per value.
@@ -169,11 +224,11 @@ def parse_events(
     same rules in a record-at-a-time UDF, in alternating runs draining a 400,000-event backlog (bundles of 10,000),
     7,344 and 8,293 events/s against 5,659 and 6,299, with a quarter less CPU in the Python worker.
     """
-    values = payloads.tolist()
-    reasons, rows = events.read_events(values, keys.tolist(), max_bytes, max_key_bytes)
+    values, no_event = payloads.tolist(), (None,) * len(fmt.fields)
+    reasons, rows = events.read_events(values, keys.tolist(), max_bytes, max_key_bytes, fmt)
     dead = [None if reason is None else events.dead_letter_text(v, max_bytes) for reason, v in zip(reasons, values)]
-    columns = zip(*(_NO_EVENT if row is None else row for row in rows)) if rows else [()] * len(_NO_EVENT)
-    frame = {"reason": reasons, "dead_letter": dead, **dict(zip(events.READ_FIELDS, columns))}
+    columns = zip(*(no_event if row is None else row for row in rows)) if rows else [()] * len(no_event)
+    frame = {"reason": reasons, "dead_letter": dead, **dict(zip(fmt.fields, columns))}
     return pd.DataFrame({name: pd.Series(column, dtype=object) for name, column in frame.items()})
 
 
@@ -193,13 +248,13 @@ def parse_events_udf(cfg: StreamJobConfig) -> Any:
             }
 
         def eval(self, payloads: pd.Series, keys: pd.Series) -> pd.DataFrame:
-            parsed = parse_events(payloads, keys, cfg.max_value_bytes, cfg.max_key_bytes)
+            parsed = parse_events(payloads, keys, cfg.max_value_bytes, cfg.max_key_bytes, cfg.event_format)
             for reason, count in parsed["reason"].value_counts().items():
                 self.dead[reason].inc(int(count))
             return parsed
 
-    types = {"reason": "STRING", "dead_letter": "STRING", "event_ms": "BIGINT", **FEATURE_TYPES}
-    fields = ", ".join(f"`{f}` {types.get(f, 'DOUBLE')}" for f in PARSED_FIELDS)
+    types = {"reason": "STRING", "dead_letter": "STRING", "event_ms": "BIGINT", **column_types(cfg.feature_set)}
+    fields = ", ".join(f"`{f}` {types.get(f, 'DOUBLE')}" for f in ("reason", "dead_letter", *cfg.event_format.fields))
     return udf(ParseEvents(), result_type=f"ROW<{fields}>", func_type="pandas")
 
 
@@ -240,21 +295,24 @@ def statements(cfg: StreamJobConfig) -> JobSql:
         "SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
         f"FROM (SELECT *, parse_events(CAST(payload AS {value}), CAST(record_key AS {key})) AS e FROM sensor_source)"
     )
+    feature_set = cfg.feature_set
     ddl = [
         f"""CREATE TEMPORARY VIEW events AS
-SELECT {", ".join(f"`{c}`" for c in events.EVENT_COLUMNS)}, event_ms, proc_time,
+SELECT {", ".join(f"`{c}`" for c in feature_set.event_columns)}, event_ms, proc_time,
   CAST(payload AS STRING) AS payload, kafka_partition, kafka_offset, kafka_timestamp,
   COALESCE(event_time < CURRENT_WATERMARK(event_time), FALSE) AS is_late
 FROM parsed WHERE reason IS NULL""",
     ]
-    ddl.append(f"CREATE TEMPORARY VIEW feature_rows AS {features.flink_sql('events')}")
+    ddl.append(f"CREATE TEMPORARY VIEW feature_rows AS {feature_set.flink_sql('events')}")
     ddl.append(f"""CREATE TEMPORARY TABLE dead_letter_sink (
   payload STRING, reason STRING, kafka_partition INT, kafka_offset BIGINT, kafka_timestamp TIMESTAMP_LTZ(3)
 ) {kafka_sink(cfg.dead_letter_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-dlq")}""")
     features_sink = kafka_sink(
         cfg.features_topic, cfg.bootstrap_servers, cfg.features_guarantee, f"{cfg.name}-features", key="sensor_id"
     )
-    ddl.append(f"CREATE TEMPORARY TABLE features_sink (\n  {feature_schema()}\n) {features_sink}")
+    ddl.append(
+        f"CREATE TEMPORARY TABLE features_sink (\n  {feature_schema(feature_set=feature_set)}\n) {features_sink}"
+    )
     inserts = [
         "INSERT INTO dead_letter_sink SELECT dead_letter, reason, kafka_partition, kafka_offset, kafka_timestamp "
         "FROM parsed WHERE reason IS NOT NULL",
@@ -268,38 +326,58 @@ FROM parsed WHERE reason IS NULL""",
   kafka_timestamp TIMESTAMP_LTZ(3), is_late BOOLEAN, {declared}
 ) PARTITIONED BY ({partitioned_by}) {with_options(_parquet_sink(f"{cfg.archive_path}/raw"))}""")
         ddl.append(f"""CREATE TEMPORARY TABLE features_archive (
-  {feature_schema(exclude=("hour",))},
+  {feature_schema(exclude=("hour",), feature_set=feature_set)},
   {declared}
 ) PARTITIONED BY ({partitioned_by}) {with_options(_parquet_sink(f"{cfg.archive_path}/features"))}""")
-        columns = ", ".join(f"`{c}`" for c in features.FEATURE_COLUMNS if c != "hour")
+        columns = ", ".join(f"`{c}`" for c in feature_set.columns if c != "hour")
         inserts += [
             "INSERT INTO raw_archive SELECT sensor_id, event_time, payload, kafka_partition, kafka_offset, "
             f"kafka_timestamp, is_late, {partitions} FROM events",
             f"INSERT INTO features_archive SELECT {columns}, {partitions} FROM feature_rows",
         ]
     if cfg.aggregates:
-        ddl.append(f"""CREATE TEMPORARY TABLE aggregates_sink (
-  `level` STRING, `key` STRING, window_start TIMESTAMP_LTZ(3), window_end TIMESTAMP_LTZ(3),
-  event_count BIGINT, anomaly_count BIGINT,
-  {", ".join(f"{c}_{s} DOUBLE" for c in features.CHANNELS for s in ("min", "max", "mean", "std"))}
-) {
-            kafka_sink(
-                cfg.aggregates_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-aggregates", key="key"
-            )
-        }""")
-        stats = ", ".join(
-            f"MIN({c}), MAX({c}), AVG({c}), SQRT(GREATEST(AVG({c} * {c}) - AVG({c}) * AVG({c}), 0E0))"
-            for c in features.CHANNELS
-        )
-        window = f"TABLE(TUMBLE(TABLE events, DESCRIPTOR(event_time), INTERVAL '{cfg.window_minutes}' MINUTES))"
-        for level, key in (("sensor", "sensor_id"), ("building", "building")):
-            inserts.append(
-                f"INSERT INTO aggregates_sink SELECT '{level}', {key}, window_start, window_end, "
-                f"COUNT(*), COUNT(*) FILTER (WHERE is_anomaly), {stats} "
-                f"FROM {window} WHERE {key} IS NOT NULL GROUP BY {key}, window_start, window_end"
-            )
+        ddl.append(_aggregates_sink(cfg))
+        inserts += _aggregates(cfg)
     watermark = f"event_time - INTERVAL '{cfg.watermark_delay_s:g}' SECOND"
     return JobSql(source_ddl, parse, watermark, ddl, inserts)
+
+
+def _aggregates_sink(cfg: StreamJobConfig) -> str:
+    q = _quoted(cfg.channel_profile)
+    sink = kafka_sink(cfg.aggregates_topic, cfg.bootstrap_servers, cfg.kafka_guarantee, f"{cfg.name}-aggregates", "key")
+    return f"""CREATE TEMPORARY TABLE aggregates_sink (
+  `level` STRING, `key` STRING, window_start TIMESTAMP_LTZ(3), window_end TIMESTAMP_LTZ(3),
+  event_count BIGINT, anomaly_count BIGINT,
+  {", ".join(f"{q(f'{c}_{s}')} DOUBLE" for c in cfg.feature_set.channels for s in ("min", "max", "mean", "std"))}
+) {sink}"""
+
+
+def _aggregates(cfg: StreamJobConfig) -> list[str]:
+    """Tumbling windows per sensor (and, for the default profile, per building): count, anomalies, and each channel's
+    minimum, maximum, mean and population standard deviation."""
+    q = _quoted(cfg.channel_profile)
+    stats = ", ".join(
+        f"MIN({c}), MAX({c}), AVG({c}), SQRT(GREATEST(AVG({c} * {c}) - AVG({c}) * AVG({c}), 0E0))"
+        for c in map(q, cfg.feature_set.channels)
+    )
+    window = f"TABLE(TUMBLE(TABLE events, DESCRIPTOR(event_time), INTERVAL '{cfg.window_minutes}' MINUTES))"
+    levels = (
+        (("sensor", "sensor_id"), ("building", "building"))
+        if cfg.channel_profile.is_default
+        else [("sensor", "sensor_id")]
+    )
+    return [
+        f"INSERT INTO aggregates_sink SELECT '{level}', {key}, window_start, window_end, "
+        f"COUNT(*), COUNT(*) FILTER (WHERE is_anomaly), {stats} "
+        f"FROM {window} WHERE {key} IS NOT NULL GROUP BY {key}, window_start, window_end"
+        for level, key in levels
+    ]
+
+
+def _quoted(profile: profiles.Profile) -> Any:
+    """Names as SQL identifiers: another profile's channels may be SQL keywords (SKAB's `current`), so they are
+    quoted; the default profile's SQL stays as it was."""
+    return (lambda name: name) if profile.is_default else (lambda name: f"`{name}`")
 
 
 def run_job(cfg: StreamJobConfig) -> None:
