@@ -232,7 +232,7 @@ def test_references_at_the_end(path: Path) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # Hands-on exercises: a stub the learner fills in, a check against the services, a solution the tests run
 
-HANDS_ON = {"01_generate_sensor_data"}
+HANDS_ON = {"01_generate_sensor_data", "02_process_streams_pyflink", "03_train_models_mlflow", "04_orchestrate_airflow"}
 """Chapters with at least one exercise in which the learner writes the code (issue 18 asks it of every chapter)."""
 
 

@@ -94,8 +94,9 @@ def problems(nb: Any) -> list[str]:
         if ex.label and ex.solution is None:
             found.append(f"{name}: no `{{solution}} {ex.label}` with a ```python block in a markdown cell")
         elif ex.solution is not None:
-            try:
-                compile(ex.solution, f"<solution {ex.label}>", "exec")
+            try:  # a cell magic's body (%%writefile FILE) is Python too
+                body = ex.solution.split("\n", 1)[1] if ex.solution.startswith("%%") else ex.solution
+                compile(body, f"<solution {ex.label}>", "exec")
             except SyntaxError as exc:
                 found.append(f"{name}: its solution is not valid Python: {exc}")
             if ex.solution.strip() == ex.stub.strip():
