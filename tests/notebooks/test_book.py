@@ -69,7 +69,9 @@ def test_no_page_shows_raw_directives(html_dir: Path) -> None:
 def test_pages_are_publishable(html_dir: Path) -> None:
     pages = sorted(html_dir.rglob("*.html"))
     assert len(pages) >= len(PAGES)
-    problems = [f"{p.relative_to(html_dir)}: {line}" for p in pages for line in checks.publication_problems(p.read_text())]
+    problems = [
+        f"{p.relative_to(html_dir)}: {line}" for p in pages for line in checks.publication_problems(p.read_text())
+    ]
     assert not problems, "links to the reader's machine, launch buttons or pre-signed URLs:\n" + "\n".join(problems)
 
 
