@@ -1,7 +1,8 @@
 """The stream job: Kafka sensor events -> features, window aggregates, dead letters and an S3 archive.
 
 `job` defines it (Flink SQL and one Python UDF) from the building blocks in `tables`, `control` runs it on the
-session cluster, `topics` feeds and reads its topics. What it archives is read with `sensorops.archive`.
+session cluster, `topics` feeds and reads its topics. What it archives is read with `sensorops.archive`. There is one
+job per channel profile (`StreamJobConfig(profile=...)`), each with its own topics and archive prefix.
 """
 
 from sensorops.stream.control import JOB_FILE, cancel, prepare, remove, status, submit
