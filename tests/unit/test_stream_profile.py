@@ -129,6 +129,8 @@ def test_no_channel_takes_a_column_of_the_job():
     for name in job.JOB_COLUMNS:
         with pytest.raises(UserError, match="not an event field"):
             profiles.from_dict({"name": "p", "channels": [{"name": name}]})
+    with pytest.raises(UserError, match="no double underscore"):  # `x__prev` is the feature SQL's previous `x`
+        profiles.from_dict({"name": "p", "channels": [{"name": "x"}, {"name": "x__prev"}]})
     for name in ("current", "value", "hour_count"):  # SQL keywords are fine: the job quotes them
         profiles.from_dict({"name": "p", "channels": [{"name": name}]})
 

@@ -137,7 +137,8 @@ def from_dict(data: Any, where: str = "the profile") -> Profile:
         _check(not unknown, at, f"unknown keys {sorted(unknown)}")
         cname = item.get("name")
         ok = isinstance(cname, str) and bool(CHANNEL_PATTERN.match(cname)) and cname not in RESERVED
-        _check(ok, at, f"name must be lower_snake_case and not an event field, got {cname!r}")
+        ok = ok and "__" not in cname  # the features' SQL names its intermediate columns `<channel>__...`
+        _check(ok, at, f"name must be lower_snake_case (no double underscore) and not an event field, got {cname!r}")
         unit = item.get("unit") or ""
         column = item.get("column") or cname
         _check(isinstance(column, str) and isinstance(unit, str), at, "column and unit must be text")
