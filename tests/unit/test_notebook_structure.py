@@ -265,7 +265,7 @@ def run_cells(nb: nbformat.NotebookNode) -> None:
             continue
         try:
             exec(cell.source, namespace)
-            cell.outputs = []
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="ran\n")]
         except Exception as exc:
             cell.outputs = [nbformat.v4.new_output("error", ename=type(exc).__name__, evalue=str(exc), traceback=[])]
             if "raises-exception" not in cell.metadata.get("tags", []):
@@ -282,6 +282,7 @@ def test_the_run_checks_the_stub_then_the_solution() -> None:
     assert exercises.stub_messages(prepared) == {"ex-answer": "answer is None, not 42"}
     assert exercises.settle(prepared) == []
     assert [c.source for c in prepared.cells] == [c.source for c in nb.cells], "the executed copy shows the stub"
+    assert prepared.cells[1].outputs == [] and prepared.cells[2].outputs, "the check's output stays, the stub's goes"
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ The solution lives once, in the markdown the reader opens: the tests run exactly
 `raises-exception` (nbclient runs past it), then the solution. So one run executes the stub, the check on the stub
 (which must fail), the solution and the check (which must pass). `settle` then verifies that each check failed on
 its stub with an `AssertionError` that says something, and removes the inserted cells: the executed copy has the
-notebook's own cells, with the stub in the exercise cell and the check's passing output below it, which is what the
-book shows.
+notebook's own cells, with the stub in the exercise cell (its outputs cleared) and the check's passing output below
+it, which is what the book shows.
 """
 
 from __future__ import annotations
@@ -154,6 +154,9 @@ def settle(nb: Any) -> list[str]:
                 f"wrong, not {error}"
             )
     nb.cells = [c for c in nb.cells if not INSERTED & set(_tags(c))]
+    for cell in nb.cells:
+        if EXERCISE_TAG in _tags(cell):
+            cell.outputs = []  # what the stub printed ("Writing /home/you/..."): nothing a reader of the book needs
     return found
 
 
