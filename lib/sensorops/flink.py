@@ -150,6 +150,12 @@ def _vertex_name(vertex: dict[str, Any]) -> str:
     return f"file sink of {vertex['name'][:40]}"
 
 
+def _feeding(job_id: str) -> dict[str, set[str]]:
+    """The ids of the vertices that feed each vertex of a job (its plan's edges)."""
+    nodes = _rest(f"/jobs/{job_id}/plan").get("plan", {}).get("nodes", [])
+    return {node["id"]: {edge["id"] for edge in node.get("inputs", [])} for node in nodes}
+
+
 def status(name: str = "", job_id: str | None = None, file_writer: WriterName = _vertex_name) -> JobStatus:
     """State, record counts and checkpoints of the newest job called `name` (or of `job_id`).
 
@@ -169,7 +175,12 @@ def status(name: str = "", job_id: str | None = None, file_writer: WriterName = 
         duration_s=detail.get("duration", 0) / 1000,
     )
     if result.running:
+        feeding = _feeding(job_id)
         for vertex in detail.get("vertices", []):
+            vertex = {
+                **vertex,
+                "inputs": [v["name"] for v in detail["vertices"] if v["id"] in feeding.get(vertex["id"], ())],
+            }
             for metric, sink in _count_metrics(job_id, vertex, file_writer):
                 value = _sum_metric(job_id, vertex["id"], metric)
                 if sink is None:

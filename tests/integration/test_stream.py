@@ -103,6 +103,17 @@ def test_counts_balance_with_dead_letters(job):
     rows = _committed_features(cfg, job["valid"])
     dead = _at_least(lambda: kafka_io.read(cfg.dead_letter_topic, committed_only=True, timeout_s=20), len(KEYED))
     assert len(rows) + len(dead) == job["produced"]
+    # ... and so do the counts `sensorops stream status` shows per sink (each file writer named by what feeds it).
+    expected = {"raw_archive": len(rows), "features_archive": len(rows), "features_sink": len(rows)}
+    expected["dead_letter_sink"] = len(dead)
+    counted = wait_until(  # Flink's REST API refreshes its metrics every 10 s
+        lambda: stream.status(job_id=job["job_id"]).records_out,
+        lambda out: all(out.get(sink) == n for sink, n in expected.items()),
+        timeout=60,
+        interval=5,
+        message="the per-sink counts of `stream status` never balanced",
+    )
+    assert {sink: counted[sink] for sink in expected} == expected
     assert sorted(d["reason"] for d in dead) == sorted(KEYED_REASONS)
     assert {d["payload"] for d in dead} == {events.dead_letter_text(value) for _, value in KEYED}
 

@@ -35,8 +35,9 @@ def submit(cfg: StreamJobConfig | None = None, *, fresh: bool = False, timeout: 
 
 
 def _archive_writer(vertex: dict[str, Any]) -> str:
-    """The job's two file writers: the one chained to the source archives raw events, the other features."""
-    return "raw_archive" if vertex["name"].startswith("Source:") else "features_archive"
+    """The job's two file writers, each a task of its own: the one the source's task feeds archives raw events, the
+    other features."""
+    return "raw_archive" if any(name.startswith("Source:") for name in vertex["inputs"]) else "features_archive"
 
 
 def status(name: str = DEFAULT_JOB_NAME, job_id: str | None = None) -> flink.JobStatus:
