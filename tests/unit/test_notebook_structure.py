@@ -308,3 +308,17 @@ def test_an_exercise_without_check_or_solution_is_reported() -> None:
     assert any("tagged `check`" in p for p in found) and any("```python block" in p for p in found), found
     with pytest.raises(ValueError, match="tagged `check`"):
         exercises.with_solutions(nb)
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem in HANDS_ON], ids=lambda p: p.stem)
+def test_the_run_of_a_chapter_comes_back_to_its_own_cells(path: Path) -> None:
+    nb = read(path)
+    prepared = exercises.with_solutions(nb)
+    for ex in exercises.exercises(nb):
+        at = next(i for i, c in enumerate(prepared.cells) if c.source == ex.stub and "exercise" in c.metadata["tags"])
+        stub_check, solution, check = prepared.cells[at + 1 : at + 4]
+        assert stub_check.source == check.source == nb.cells[ex.check_index].source
+        assert "raises-exception" in stub_check.metadata["tags"] and solution.source == ex.solution
+    unrun = exercises.settle(prepared)  # nothing ran: no check failed on its stub
+    assert len(unrun) == len(exercises.exercises(nb)) and all("passed on the stub" in p for p in unrun)
+    assert [c.source for c in prepared.cells] == [c.source for c in nb.cells]
