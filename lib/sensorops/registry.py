@@ -25,6 +25,8 @@ from sensorops.training import plots
 log = logging.getLogger(__name__)
 # MLflow's hint, for each model it logs, that integer columns cannot hold missing values: the 0/1 predictions never do.
 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+# MLflow registers its local-file dataset source twice, so a local path (train --profile on files) warns each time.
+warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
 
 EXPERIMENT = "sensor-anomaly-detection"
 MODEL_NAME = "sensor-anomaly-detector"
