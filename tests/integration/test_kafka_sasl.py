@@ -36,6 +36,8 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+# The log cleaner's 128 MiB dedupe buffer in a 256 MiB heap: the broker died of OutOfMemoryError at start, once (CI).
+log.cleaner.dedupe.buffer.size=16777216
 """
 
 
@@ -71,7 +73,7 @@ def scram_broker(tmp_path_factory) -> Iterator[dict[str, str]]:
     )
     log = (home / "kafka.log").open("w")
     broker = subprocess.Popen(
-        ["java", "-Xms128m", "-Xmx256m", "-cp", f"{jars}/*", "kafka.Kafka", str(props)], stdout=log, stderr=log
+        ["java", "-Xms128m", "-Xmx384m", "-cp", f"{jars}/*", "kafka.Kafka", str(props)], stdout=log, stderr=log
     )
     try:
         deadline = time.monotonic() + 60
