@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kafka import KafkaProducer
+from mlflow import MlflowClient
 
 from sensorops import config, flink, generator, kafka_io, stream
 from sensorops.platform import require
@@ -52,3 +54,18 @@ def stream_job(settings) -> Iterator[stream.StreamJobConfig]:
 def dead_letters() -> tuple[bytes, ...]:
     """The dead letters `stream_job` wrote."""
     return DEAD_LETTERS
+
+
+@pytest.fixture(scope="session")
+def forget_model() -> Callable[[str, str], None]:
+    """Deletes a scratch registered model and its experiment from MLflow (either may be missing)."""
+
+    def forget(model: str, experiment: str) -> None:
+        client = MlflowClient(tracking_uri=config.load().mlflow_tracking_uri)
+        with contextlib.suppress(Exception):
+            client.delete_registered_model(model)
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            client.delete_experiment(found.experiment_id)
+
+    return forget

@@ -40,21 +40,14 @@ def archived() -> archive.ArchiveData:
 
 
 @pytest.fixture(scope="module")
-def session(archived: archive.ArchiveData):
+def session(archived: archive.ArchiveData, forget_model):
     split = training.time_split(archived.frame)
     results = training.train_models(split, ["logistic_regression", "isolation_forest"], n_folds=2, progress=False)
     logged = registry.log_session(
         results, split, archived.partitions, training.baselines(split.test), experiment=EXPERIMENT
     )
     yield split, results, logged
-    client = MlflowClient(tracking_uri=config.load().mlflow_tracking_uri)
-    try:
-        client.delete_registered_model(MODEL)
-    except Exception:
-        pass
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is not None:
-        client.delete_experiment(experiment.experiment_id)
+    forget_model(MODEL, EXPERIMENT)
 
 
 def test_archive_reads_back_exactly_the_range(archived: archive.ArchiveData) -> None:

@@ -25,7 +25,7 @@ MODEL = f"test-sensor-anomaly-detector-skab-{TAG}"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, settings: config.Settings):
+def trained(tmp_path_factory: pytest.TempPathFactory, settings: config.Settings, forget_model):
     profile = profiles.infer([SKAB], "datetime", label_column="anomaly", name="skab").profile
     path = profiles.save(profile, tmp_path_factory.mktemp("profile") / "skab.yaml")
     parser = argparse.ArgumentParser()
@@ -35,13 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, settings: config.Settings)
     assert train_cli.run(args) == 0
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     yield profile, client
-    try:
-        client.delete_registered_model(MODEL)
-    except Exception:
-        pass
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is not None:
-        client.delete_experiment(experiment.experiment_id)
+    forget_model(MODEL, EXPERIMENT)
 
 
 def test_every_model_and_detector_is_logged_with_far_and_mar(trained) -> None:
