@@ -138,6 +138,16 @@ def test_smoke_parameters_name_a_notebook_and_its_parameters() -> None:
         assert set(parameters) <= declared, f"{stem}: SMOKE sets {set(parameters) - declared}, not parameters"
 
 
+def test_smoke_live_scoring_run_closes_a_metrics_window() -> None:
+    """Chapter 05 waits for a window of live metrics: its smoke run must outlast a slide plus the watermark delay
+    (a 60 s run left one CI run waiting for a window that could never close)."""
+    from sensorops.scoring import ScoringJobConfig
+
+    job = ScoringJobConfig()
+    smoke = book.SMOKE["05_score_stream_alerts"]["DURATION_S"]
+    assert smoke > job.metrics_slide_s + job.watermark_delay_s + 1, f"a {smoke} s run may close no window"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_no_committed_outputs(path: Path) -> None:
     dirty = [i for i, c in enumerate(read(path).cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
