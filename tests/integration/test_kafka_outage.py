@@ -127,7 +127,7 @@ def test_broker_lost_mid_run_is_reported_exactly(broker: Broker, workers: int) -
     handed: list[int] = []
     killed = threading.Event()
 
-    def stored() -> int:
+    def logged() -> int:
         return sum(kafka_io.end_offsets(topic, broker.servers).values())
 
     def batches() -> Iterator[pd.DataFrame]:
@@ -135,7 +135,7 @@ def test_broker_lost_mid_run_is_reported_exactly(broker: Broker, workers: int) -
             if i == 20:
                 # Kill once the log holds LOGGED events: the workers have at most IN_FLIGHT of them unacknowledged,
                 # so at least 10,000 were acknowledged however far behind the workers run (a loaded machine).
-                wait_until(lambda: stored() >= LOGGED, timeout=120, interval=0.2, message="the first batches lag")
+                wait_until(lambda: logged() >= LOGGED, timeout=120, interval=0.2, message="the first batches lag")
                 broker.kill()
                 killed.set()
             handed.append(len(frame))
