@@ -9,7 +9,7 @@ SENSOROPS := $(BIN)/sensorops
 STAMP := $(VENV)/.installed
 # Commands the platform needs and the Debian packages that bring them: Java and Maven run the platform,
 # Chromium opens the rendered book in its test.
-APT_FOR := java:openjdk-17-jre-headless mvn:maven chromium:chromium
+APT_FOR := java:openjdk-17-jre-headless javac:openjdk-17-jdk-headless mvn:maven chromium:chromium
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider --durations=15
 # The book's tooling lives in tools/ (not installed, not in the cluster image); it runs with tools/ on the path.
 BOOK := PYTHONPATH=$(CURDIR)/tools $(BIN)/python -m sensorops_book

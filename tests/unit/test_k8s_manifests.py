@@ -230,7 +230,9 @@ def test_the_jobs_run_the_projects_job_modules_through_the_python_driver(docs) -
     from sensorops.stream.job import StreamJobConfig
 
     stream_args = jobs["sensor-stream"]["job"]["args"]
-    StreamJobConfig.from_json(stream_args[stream_args.index("--config-json") + 1])  # fields the job knows
+    stream_cfg = StreamJobConfig.from_json(stream_args[stream_args.index("--config-json") + 1])  # fields it knows
+    jar = stream_cfg.native_jar.removeprefix("file://")
+    assert f"/build/out/sensorops-udf.jar {jar}" in (K8S / "flink.Containerfile").read_text(), "the image's UDF jar"
 
 
 def test_images_and_versions_agree_with_versions_env(docs) -> None:
@@ -264,6 +266,7 @@ def test_containerfiles_pin_the_versions_of_versions_env() -> None:
     assert flink["FLINK_KAFKA_CONNECTOR_VERSION"] == v["FLINK_KAFKA_CONNECTOR_VERSION"]
     assert flink["FLINK_FORMATS_VERSION"] == v["FLINK_FORMATS_VERSION"]
     assert flink["HADOOP_VERSION"] == v["HADOOP_VERSION"]
+    assert flink["JACKSON_VERSION"] == v["JACKSON_VERSION"]  # shaded into the stream job's Java UDF
     assert _containerfile_args(K8S / "airflow.Containerfile")["AIRFLOW_VERSION"] == v["AIRFLOW_VERSION"]
     assert _containerfile_args(K8S / "mlflow.Containerfile")["MLFLOW_VERSION"] == v["MLFLOW_VERSION"]
     for name in ("flink", "airflow", "mlflow"):

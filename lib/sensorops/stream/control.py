@@ -10,15 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from sensorops import archive, config, flink, kafka_io, storage
+from sensorops.stream import native
 from sensorops.stream.job import DEFAULT_JOB_NAME, StreamJobConfig
 
 JOB_FILE = Path(__file__).parents[1] / "jobs" / "sensor_stream.py"
 
 
 def prepare(cfg: StreamJobConfig) -> None:
-    """Create the job's topics and buckets if missing (the job would otherwise fail on its first record)."""
+    """Create the job's topics and buckets if missing (the job would otherwise fail on its first record), and build
+    its Java UDF if java/ changed."""
     for topic in cfg.topics:
         kafka_io.ensure_topic(topic, servers=cfg.bootstrap_servers)
+    if cfg.native_parse and cfg.native_jar == native.jar_url():
+        native.build_jar()  # a few stat calls unless java/ changed
     if cfg.archive_path.startswith("s3://"):
         bucket = cfg.archive_path[5:].split("/", 1)[0]
         storage.ensure_buckets((bucket, config.CHECKPOINT_BUCKET))
@@ -35,9 +39,9 @@ def submit(cfg: StreamJobConfig | None = None, *, fresh: bool = False, timeout: 
 
 
 def _archive_writer(vertex: dict[str, Any]) -> str:
-    """The job's two file writers, each a task of its own: the one the source's task feeds archives raw events, the
-    other features."""
-    return "raw_archive" if any(name.startswith("Source:") for name in vertex["inputs"]) else "features_archive"
+    """The job's two file writers, each a task of its own: the one the feature query's OVER windows feed archives
+    features, the other raw events."""
+    return "features_archive" if any("OverAggregate" in name for name in vertex["inputs"]) else "raw_archive"
 
 
 def status(name: str = DEFAULT_JOB_NAME, job_id: str | None = None) -> flink.JobStatus:

@@ -6,10 +6,11 @@ always was; any other profile's reads its own topic, checks its flat events agai
 (`profiles.names`), with per-sensor aggregates of its channels (the default's per-building ones need a location).
 Each job takes one task slot at parallelism 1, so several profiles' jobs run side by side on the session cluster.
 
-The job is Flink SQL, assembled here (`statements`), with one Python UDF that decodes each record once
-(`parse_events`, vectorized: Flink hands it batches of records); it is run by `sensorops/jobs/sensor_stream.py` inside
-the Flink client. This module only defines the job; `stream.control` submits it to the session cluster through
-`sensorops.flink`.
+The job is Flink SQL, assembled here (`statements`), that decodes each record once: a Java UDF built by the project
+(`stream.native`) takes every record it is certain of, and one Python UDF (`parse_events`, vectorized: Flink hands it
+batches of records) reads the rest, deciding every dead letter and its reason, so the rules stay in `events`. It is
+run by `sensorops/jobs/sensor_stream.py` inside the Flink client. This module only defines the job; `stream.control`
+submits it to the session cluster through `sensorops.flink`.
 
 Delivery guarantees, per sink:
 - the archive (FileSink, Parquet on S3) commits files on checkpoints: exactly once, visible at checkpoints;
@@ -31,6 +32,7 @@ import pandas as pd
 
 from sensorops import archive, config, events, features, kafka_io, profiles
 from sensorops.errors import UserError
+from sensorops.stream import native
 from sensorops.stream.tables import (
     JobSettings,
     job_configuration,
@@ -75,6 +77,12 @@ class StreamJobConfig(JobSettings):
     aggregates: bool = True
     bounded: bool = False
     """Read only what the source topic holds when the job starts, then finish (a benchmark draining a backlog)."""
+    native_parse: bool = True
+    """Decode records with the project's Java UDF (`stream.native`) where it is certain of the outcome, and only the
+    rest (dead letters, odd values) with the Python UDF, which stays the one definition of what is valid."""
+    native_jar: str = ""
+    """The UDF's jar as a URL the job's client reads (`pipeline.jars`): by default the one `stream.submit` builds
+    from java/; a cluster image names its own copy."""
     python_bundle_size: int = 10_000
     """Records the source hands the Python worker before it waits for all of them to come back (Flink's
     `python.fn-execution.bundle.size`, 1,000 by default; a bundle also ends after 50 ms, `bundle.time`). At 1,000 the
@@ -102,6 +110,7 @@ class StreamJobConfig(JobSettings):
         self.dead_letter_topic = self.dead_letter_topic or profiles.topic(config.DEAD_LETTER_TOPIC, profile)
         own = "/".join(p for p in (archive.ROOT, profiles.archive_prefix(profile)) if p)
         self.archive_path = (self.archive_path or own).rstrip("/")
+        self.native_jar = self.native_jar or (native.jar_url() if self.native_parse else "")
         super().__post_init__()
 
     def _read_profile(self) -> profiles.Profile:
@@ -264,6 +273,9 @@ class JobSql:
 
     source: str
     """The Kafka source table: each value as a raw string, with its partition, offset and timestamp."""
+    decode: str | None
+    """With `native_parse`, the query that adds the Java UDF's verdict `j` (the flat event, or NULL when the Python UDF
+    must decide) to each record; `run_job` materialises it once as the view `decoded`, which `parse` reads."""
     parse: str
     """The query that decodes every value once with the `parse_events` UDF (SQL's JSON functions parse the payload
     again for each field they extract). `run_job` gives its rows event time and a watermark: the view `parsed`."""
@@ -289,12 +301,7 @@ def statements(cfg: StreamJobConfig) -> JobSql:
   kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   kafka_timestamp TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
 ) {with_options(source)}"""
-    # The UDF gets no more of a value (or key) than decides its fate: a run of huge records cannot fill a batch.
-    value, key = f"VARBINARY({events.kept_bytes(cfg.max_value_bytes)})", f"VARBINARY({cfg.max_key_bytes + 1})"
-    parse = (
-        "SELECT payload, kafka_partition, kafka_offset, kafka_timestamp, e.*\n"
-        f"FROM (SELECT *, parse_events(CAST(payload AS {value}), CAST(record_key AS {key})) AS e FROM sensor_source)"
-    )
+    decode, parse = _parse_sql(cfg)
     feature_set = cfg.feature_set
     ddl = [
         f"""CREATE TEMPORARY VIEW events AS
@@ -339,7 +346,27 @@ FROM parsed WHERE reason IS NULL""",
         ddl.append(_aggregates_sink(cfg))
         inserts += _aggregates(cfg)
     watermark = f"event_time - INTERVAL '{cfg.watermark_delay_s:g}' SECOND"
-    return JobSql(source_ddl, parse, watermark, ddl, inserts)
+    return JobSql(source_ddl, decode, parse, watermark, ddl, inserts)
+
+
+def _parse_sql(cfg: StreamJobConfig) -> tuple[str | None, str]:
+    """The queries that decode each record once: the Java UDF's (`JobSql.decode`, with `native_parse`), then the rows
+    it accepted beside the Python UDF's reading of all the others (`JobSql.parse`)."""
+    # The UDFs get no more of a value (or key) than decides its fate: a run of huge records cannot fill a batch.
+    value, key = f"VARBINARY({events.kept_bytes(cfg.max_value_bytes)})", f"VARBINARY({cfg.max_key_bytes + 1})"
+    payload, record_key = f"CAST(payload AS {value})", f"CAST(record_key AS {key})"
+    raw = f"{payload}, {record_key}"
+    columns = "payload, kafka_partition, kafka_offset, kafka_timestamp"
+    if not cfg.native_parse:
+        return None, f"SELECT {columns}, e.*\nFROM (SELECT *, parse_events({raw}) AS e FROM sensor_source)"
+    decode = f"SELECT record_key, {columns}, {native.call_sql(payload, record_key, cfg)} AS j FROM sensor_source"
+    accepted = native.accepted_sql("j", cfg.event_format)
+    parse = (
+        f"SELECT {columns}, CAST(NULL AS STRING) AS reason, CAST(NULL AS STRING) AS dead_letter, {accepted}\n"
+        "FROM decoded WHERE j IS NOT NULL\nUNION ALL\n"
+        f"SELECT {columns}, e.*\nFROM (SELECT *, parse_events({raw}) AS e FROM decoded WHERE j IS NULL)"
+    )
+    return decode, parse
 
 
 def _aggregates_sink(cfg: StreamJobConfig) -> str:
@@ -388,6 +415,11 @@ def run_job(cfg: StreamJobConfig) -> None:
     sql = statements(cfg)
     env.execute_sql(kafka_io.with_password(sql.source))
     env.create_temporary_function("parse_events", parse_events_udf(cfg))
+    if sql.decode:
+        env.get_config().set("pipeline.jars", cfg.native_jar)
+        env.execute_sql(native.create_function_sql())
+        # Through a DataStream, so that reading several fields of `j` does not call the UDF once per field.
+        env.create_temporary_view("decoded", env.from_data_stream(env.to_data_stream(env.sql_query(sql.decode))))
     # SQL declares watermarks only on tables, so the decoded rows pass through a stream that gets one.
     timed = Schema.new_builder().column_by_expression("event_time", "TO_TIMESTAMP_LTZ(COALESCE(event_ms, 0), 3)")
     timed = timed.column_by_expression("proc_time", "PROCTIME()").watermark("event_time", sql.watermark).build()

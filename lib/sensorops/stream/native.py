@@ -14,6 +14,7 @@ In SQL (the jar shipped with the job, `pipeline.jars`)::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -85,6 +86,12 @@ def call_sql(payload: str, key: str, cfg_or_fmt: Any, name: str = FUNCTION) -> s
     return f"{name}({payload}, {key}, {sql_literal(format_literal(cfg_or_fmt))})"
 
 
+def accepted_sql(row: str, fmt: events.EventFormat) -> str:
+    """The columns of `fmt.fields` (as the Python UDF returns them) read from the UDF's ROW `row`."""
+    readings = {channel: f"{row}.readings[{i}]" for i, channel in enumerate(fmt.channels, start=1)}  # SQL counts from 1
+    return ", ".join(f"{readings.get(field, f'{row}.`{field}`')} AS `{field}`" for field in fmt.fields)
+
+
 def jar_url() -> str:
     """The jar as `pipeline.jars` takes it (a file:// URL); build it first (`build_jar`)."""
     return JAR.as_uri()
@@ -101,15 +108,23 @@ def _newest_source() -> float:
 
 def build_jar(force: bool = False) -> Path:
     """The UDF's jar (`JAR`), built with Maven unless it is newer than every source and built for these versions."""
-    marker = BUILD_DIR / ".versions"
-    if (
-        not force
-        and JAR.exists()
-        and marker.exists()
-        and marker.read_text() == _stamp()
-        and JAR.stat().st_mtime > _newest_source()
-    ):
+    if not force and _fresh():
         return JAR
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    with open(BUILD_DIR / ".lock", "w") as lock:  # one build at a time: `make up` and the unit tests run together
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return JAR if not force and _fresh() else _build()
+
+
+def _fresh() -> bool:
+    marker = BUILD_DIR / ".versions"
+    return (
+        JAR.exists() and marker.exists() and marker.read_text() == _stamp() and JAR.stat().st_mtime > _newest_source()
+    )
+
+
+def _build() -> Path:
+    marker = BUILD_DIR / ".versions"
     mvn = shutil.which("mvn")
     if not mvn:
         raise UserError("Maven is not installed: it builds the stream job's Java UDF (Debian: apt-get install maven).")
