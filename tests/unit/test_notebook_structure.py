@@ -242,16 +242,19 @@ def test_references_at_the_end(path: Path) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 # Hands-on exercises: a stub the learner fills in, a check against the services, a solution the tests run
 
-HANDS_ON = {"01_generate_sensor_data", "02_process_streams_pyflink", "03_train_models_mlflow", "04_orchestrate_airflow"}
-"""Chapters with at least one exercise in which the learner writes the code (issue 18 asks it of every chapter)."""
+HANDS_ON_PER_CHAPTER = 2
+"""Exercises in which the learner writes the code, in every chapter at least (issue 18)."""
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_hands_on_exercises_have_a_check_and_a_solution(path: Path) -> None:
     nb = read(path)
     assert not exercises.problems(nb), f"{path.name}:\n" + "\n".join(exercises.problems(nb))
-    if path.stem in HANDS_ON:
-        assert exercises.exercises(nb), f"{path.name}: no code cell tagged `exercise` for the learner to fill in"
+    found = [ex.label for ex in exercises.exercises(nb)]
+    assert len(found) >= HANDS_ON_PER_CHAPTER, (
+        f"{path.name}: {len(found)} code cells tagged `exercise` for the learner to fill in ({found}), "
+        f"fewer than {HANDS_ON_PER_CHAPTER}"
+    )
     for ex in exercises.exercises(nb):
         check = nb.cells[ex.check_index]
         assert "remove-cell" not in check.metadata.get("tags", []), f"{path.name}: the check of {ex.label} is hidden"
@@ -320,7 +323,7 @@ def test_an_exercise_without_check_or_solution_is_reported() -> None:
         exercises.with_solutions(nb)
 
 
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem in HANDS_ON], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_the_run_of_a_chapter_comes_back_to_its_own_cells(path: Path) -> None:
     nb = read(path)
     prepared = exercises.with_solutions(nb)
