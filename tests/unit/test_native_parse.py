@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,14 +95,34 @@ def _exact(row: tuple[Any, ...] | None) -> Any:
     return tuple((type(x).__name__, x.hex() if isinstance(x, float) else x) for x in row)
 
 
-def _compare(env: Any, name: str, records: list[Record], fmt: events.EventFormat) -> tuple[int, int]:
+def _verdicts(env: Any, corpora: dict[str, list[Record]], fmt: events.EventFormat) -> dict[str, Verdict]:
+    """Java's and Python's reading of every record of the corpora, in one Flink job (each job costs seconds)."""
+    records = [record for corpus in corpora.values() for record in corpus]
     java = _java(env, records, fmt)
     _, python = events.read_events([v for v, _ in records], [k for _, k in records], fmt=fmt)  # after Java: its clock
-    wrong = [(r, j, p) for r, j, p in zip(records, java, python) if j is not None and _exact(j) != _exact(p)]
-    accepted = (sum(j is not None for j in java), sum(p is not None for p in python))
-    print(f"{name}: Java accepted {accepted[0]}, Python {accepted[1]}, of {len(records)}")
-    assert not wrong, f"{len(wrong)} records where Java's row is not Python's, e.g. {wrong[:3]}"
-    return accepted
+    out, at = {}, 0
+    for name, corpus in corpora.items():
+        out[name] = Verdict(corpus, java[at : at + len(corpus)], python[at : at + len(corpus)])
+        at += len(corpus)
+    return out
+
+
+@dataclass
+class Verdict:
+    """One corpus read by both: each record's flat event, or None (Java: undecided; Python: a dead letter)."""
+
+    records: list[Record]
+    java: list[tuple[Any, ...] | None]
+    python: list[tuple[Any, ...] | None]
+
+    def accepted(self, name: str) -> tuple[int, int]:
+        """(Java, Python) counts of accepted records, after checking that every row Java returned is Python's."""
+        pairs = zip(self.records, self.java, self.python)
+        wrong = [(r, j, p) for r, j, p in pairs if j is not None and _exact(j) != _exact(p)]
+        counts = (sum(j is not None for j in self.java), sum(p is not None for p in self.python))
+        print(f"{name}: Java accepted {counts[0]}, Python {counts[1]}, of {len(self.records)}")
+        assert not wrong, f"{len(wrong)} records where Java's row is not Python's, e.g. {wrong[:3]}"
+        return counts
 
 
 # -- corpora ---------------------------------------------------------------------------------------------------
@@ -230,43 +251,61 @@ def skab() -> tuple[events.EventFormat, list[bytes], list[tuple[bytes, str]]]:
     return profiles.event_format(profile), profiles.serialize(frame, profile)[1], hostile
 
 
+@pytest.fixture(scope="module")
+def default_format(table_env) -> dict[str, Verdict]:
+    """The default wire format's corpora, read in one job."""
+    frame = generator.simulate(n_sensors=20, duration_s=60, seed=7, start=datetime.now(UTC) - timedelta(hours=1))
+    drifting = generator.simulate(n_sensors=5, duration_s=20, seed=8, anomaly_rate=0.5)
+    generated = [events.serialize(f) for f in (frame, drifting)]
+    stream_tests = _module(TESTS / "integration" / "test_stream.py")
+    valid = events.serialize(generator.simulate(n_sensors=10, duration_s=10, seed=3, start="2026-11-27T00:00:00Z"))[1]
+    corpora = {
+        "generator": [(v, k) for keys, values in generated for v, k in zip(values, keys, strict=True)],
+        "dead letters and odd records": [(v, k) for k, v in stream_tests.KEYED + stream_tests.ODD_VALID],
+        "nasty cases": _nasty(),
+        "mutants": [(v, b"s") for v in _mutants(valid, 4000, seed=1)],
+    }
+    return _verdicts(table_env, corpora, events.DEFAULT_FORMAT)
+
+
+@pytest.fixture(scope="module")
+def flat_format(table_env, skab) -> dict[str, Verdict]:
+    """A flat profile's corpora (SKAB's eight channels, with bounds), read in one job."""
+    fmt, values, hostile = skab
+    assert not fmt.context and len(fmt.channels) == 8
+    corpora = {
+        "SKAB events": [(v, None) for v in values],
+        "SKAB hostile": [(v, None) for v, _ in hostile],
+        "SKAB mutants": [(v, None) for v in _mutants(values, 2000, seed=2)],
+    }
+    return _verdicts(table_env, corpora, fmt)
+
+
 # -- the tests -------------------------------------------------------------------------------------------------
 
 
-def test_java_accepts_every_generated_event_as_python_reads_it(table_env):
-    frame = generator.simulate(n_sensors=20, duration_s=60, seed=7, start=datetime.now(UTC) - timedelta(hours=1))
-    keys, values = events.serialize(frame)
-    drifting = generator.simulate(n_sensors=5, duration_s=20, seed=8, anomaly_rate=0.5)
-    keys2, values2 = events.serialize(drifting)
-    records = list(zip(values + values2, keys + keys2, strict=True))
-    java, python = _compare(table_env, "generator", records, events.DEFAULT_FORMAT)
-    assert java == python == len(records)
+def test_java_accepts_every_generated_event_as_python_reads_it(default_format):
+    java, python = default_format["generator"].accepted("generator")
+    assert java == python == len(default_format["generator"].records)
 
 
-def test_java_never_accepts_what_python_would_not_or_reads_it_otherwise(table_env):
-    stream_tests = _module(TESTS / "integration" / "test_stream.py")
-    records = [(v, k) for k, v in stream_tests.KEYED + stream_tests.ODD_VALID]
-    java, _ = _compare(table_env, "dead letters and odd records", records, events.DEFAULT_FORMAT)
-    assert java == len(stream_tests.ODD_VALID)  # the oversized key and every dead letter: undecided
-    java, python = _compare(table_env, "nasty cases", _nasty(), events.DEFAULT_FORMAT)
+def test_java_never_accepts_what_python_would_not_or_reads_it_otherwise(default_format):
+    java, _ = default_format["dead letters and odd records"].accepted("dead letters and odd records")
+    odd_valid = _module(TESTS / "integration" / "test_stream.py").ODD_VALID
+    assert java == len(odd_valid)  # the oversized key and every dead letter: undecided
+    java, python = default_format["nasty cases"].accepted("nasty cases")
     assert 0 < java < python
 
 
-def test_java_on_a_flat_profile_with_bounds(table_env, skab):
-    fmt, values, hostile = skab
-    assert not fmt.context and len(fmt.channels) == 8
-    java, python = _compare(table_env, "SKAB events", [(v, None) for v in values], fmt)
-    assert java == python == len(values)
-    java, _ = _compare(table_env, "SKAB hostile", [(v, None) for v, _ in hostile], fmt)
+def test_java_on_a_flat_profile_with_bounds(flat_format):
+    java, python = flat_format["SKAB events"].accepted("SKAB events")
+    assert java == python == len(flat_format["SKAB events"].records)
+    java, _ = flat_format["SKAB hostile"].accepted("SKAB hostile")
     assert java == 0
-    java, python = _compare(table_env, "SKAB mutants", [(v, None) for v in _mutants(values, 2000, seed=2)], fmt)
+    java, _ = flat_format["SKAB mutants"].accepted("SKAB mutants")
     assert java > 0
 
 
-def test_java_on_mutated_events(table_env):
-    frame = generator.simulate(n_sensors=10, duration_s=10, seed=3, start="2026-11-27T00:00:00Z")
-    valid = events.serialize(frame)[1]
-    java, python = _compare(
-        table_env, "mutants", [(v, b"s") for v in _mutants(valid, 4000, seed=1)], events.DEFAULT_FORMAT
-    )
+def test_java_on_mutated_events(default_format):
+    java, python = default_format["mutants"].accepted("mutants")
     assert 0 < java <= python
