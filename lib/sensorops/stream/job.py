@@ -277,8 +277,9 @@ class JobSql:
     """With `native_parse`, the query that adds the Java UDF's verdict `j` (the flat event, or NULL when the Python UDF
     must decide) to each record; `run_job` materialises it once as the view `decoded`, which `parse` reads."""
     parse: str
-    """The query that decodes every value once with the `parse_events` UDF (SQL's JSON functions parse the payload
-    again for each field they extract). `run_job` gives its rows event time and a watermark: the view `parsed`."""
+    """The query that gives every record its decoded fields or its dead-letter reason, once: the rows the Java UDF
+    accepted, and the `parse_events` UDF's reading of the rest (SQL's JSON functions would parse the payload again for
+    each field they extract). `run_job` gives its rows event time and a watermark: the view `parsed`."""
     watermark: str
     """The watermark of `parsed`: bounded out-of-orderness on `event_time`."""
     views: list[str]
