@@ -29,7 +29,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "03_train_models_mlflow": {"MODELS": "random_forest,isolation_forest", "MAX_SEARCH_ROWS": 10_000},
     "04_orchestrate_airflow": {"MODELS": "random_forest"},
     "05_score_stream_alerts": {"DURATION_S": 75, "MOVE_AT_S": 20},
-    "06_monitor_drift_retrain": {"WINDOW_MIN": 5, "N_SENSORS": 10, "MODELS": "random_forest"},
+    "06_monitor_drift_retrain": {"WINDOW_MIN": 5, "MODELS": "random_forest"},
     "08_measure_performance": {"GENERATE_EVENTS": 100_000, "STREAM_EVENTS": 150_000},
 }
 """The smoke size `make test` runs (`notebooks --smoke`): fewer models and a shorter live run, the same code path.
