@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +42,13 @@ PARSE = textwrap.dedent(
     """
     import datetime, json, os, sys
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.timetables.base import TimeRestriction
+
+    def first_run(dag):  # what the scheduler makes of a DAG it has never run (`_time_restriction`)
+        starts = [d for d in [dag.start_date, *(t.start_date for t in dag.tasks)] if d]
+        restriction = TimeRestriction(min(starts, default=None), None, dag.catchup)
+        info = dag.timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+        return info.run_after.isoformat()
 
     results = {}
     for mode in sys.argv[2:]:  # the DAG file reads the mode each time it is parsed
@@ -53,6 +61,7 @@ PARSE = textwrap.dedent(
             env = watch.get_template_env()
             out["watch"] = {
                 "paused": watch.is_paused_upon_creation, "schedule": watch.timetable.summary,
+                "first_run": first_run(watch),
                 "max_active_runs": watch.max_active_runs, "params": watch.params.dump(),
                 "tasks": {t.task_id: {"type": type(t).__name__, "downstream": sorted(t.downstream_task_ids)}
                           for t in watch.tasks},
@@ -69,6 +78,7 @@ PARSE = textwrap.dedent(
         if dag is None:
             continue
         out["schedule"] = dag.timetable.summary
+        out["first_run"] = first_run(dag)
         out["params"] = {k: dag.params[k] for k in dag.params}
         out["tags"] = sorted(dag.tags)
         out["max_active_runs"] = dag.max_active_runs
@@ -168,6 +178,13 @@ def test_kubernetes_mode_runs_pods_of_the_project_image(parsed: dict) -> None:
 
 def test_the_pipeline_runs_nightly(parsed: dict) -> None:
     assert parsed["local"]["schedule"] == "0 2 * * *"
+
+
+def test_a_new_platform_waits_for_the_next_scheduled_slot(parsed: dict) -> None:
+    """The first `make up` starts no run of its own: the newest past slot is skipped (`run_immediately=False`)."""
+    now = datetime.now(UTC)
+    for dag, first in (("pipeline", parsed["local"]["first_run"]), ("watch", parsed["local"]["watch"]["first_run"])):
+        assert datetime.fromisoformat(first) > now, f"the {dag} DAG would run at {first} once parsed"
 
 
 @pytest.mark.parametrize("mode", ["local", "kubernetes"])

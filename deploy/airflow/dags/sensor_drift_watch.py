@@ -14,7 +14,7 @@ champion on that recent data, and the scoring job follows the alias.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, Variable, get_current_context, task
@@ -71,8 +71,8 @@ with DAG(
     dag_id=DAG_ID,
     description="Compare the archive's recent window with the champion's training data; retrain when it drifted",
     doc_md=__doc__,
-    schedule=CronTriggerTimetable("*/10 * * * *", timezone="UTC", run_immediately=False),
-    start_date=datetime(2026, 1, 1),
+    schedule=CronTriggerTimetable("*/10 * * * *", timezone="UTC", run_immediately=timedelta(0)),
+    # No start_date: the first run waits for the next slot (see sensor_mlops_pipeline.py).
     catchup=False,
     is_paused_upon_creation=False,  # the schedule is switched by the Variable (`enabled`), not by pausing
     max_active_runs=1,
