@@ -135,7 +135,7 @@ class Step:
 STEPS: dict[str, Step] = {
     s.name: s
     for s in (
-        Step("check_services", check_services, retries=2, retry_delay_s=10, timeout_s=120),
+        Step("check_services", check_services, retries=1, retry_delay_s=5, timeout_s=120),  # fails fast when down
         Step("prepare", prepare, timeout_s=120),
         Step("generate_batch", generate_batch, timeout_s=300),
         Step("ensure_stream_job", ensure_stream_job, retries=2, retry_delay_s=30, timeout_s=420),
