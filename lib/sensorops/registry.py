@@ -8,6 +8,7 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
@@ -36,6 +37,9 @@ SELECTION_METRIC = "f1"
 TRUSTED_TYPES = training.TRUSTED_TYPES
 """Types in our saved models that skops does not trust by default (listed beside the classes, in `training`); skops
 checks every other type against its own allow-list when the model is loaded."""
+MODEL_REQUIREMENTS = ("numpy", "pandas", "scikit-learn", "scipy", "skops")
+"""What loading a logged model needs, written into its requirements.txt at the installed versions. Left to itself,
+MLflow loads each model in a subprocess to see what it imports: 7 s per model, and it listed pytest and rich."""
 
 
 def copy_version(source_uri: str, model_name: str) -> str:
@@ -164,6 +168,7 @@ def log_model_run(
             signature=signature,
             input_example=example,
             skops_trusted_types=TRUSTED_TYPES,
+            pip_requirements=[f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS],
         )
         mlflow.log_text(result.cv_results.drop(columns="params").to_csv(index=False), "cv_results.csv")
         mlflow.log_figure(plots.confusion_matrix(result.evaluation, title=result.name), "figures/confusion_matrix.html")

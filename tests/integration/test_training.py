@@ -7,6 +7,7 @@ Every name is unique to the test session (prefix, experiment, registered model),
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
@@ -77,6 +78,15 @@ def test_logged_metrics_equal_metrics_of_the_logged_model(session) -> None:
         for key, value in recomputed.items():
             assert logged_metrics[key] == pytest.approx(value, abs=1e-9), (result.name, key)
         assert run.data.tags["mlflow.source.git.commit"]
+
+
+def test_a_logged_model_pins_what_loading_it_needs(session) -> None:
+    _, _, logged = session
+    folder = mlflow.artifacts.download_artifacts(artifact_uri=logged.models["logistic_regression"].model_uri)
+    pinned = (Path(folder) / "requirements.txt").read_text().split()
+    names = {line.split("==")[0] for line in pinned}
+    assert names >= set(registry.MODEL_REQUIREMENTS), pinned
+    assert {"pytest", "rich"}.isdisjoint(names), pinned
 
 
 def test_lineage_names_the_partitions(session, archived: archive.ArchiveData) -> None:
