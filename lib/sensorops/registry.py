@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import warnings
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import mlflow.sklearn
@@ -108,17 +110,25 @@ def _period(split: training.TimeSplit) -> dict[str, str]:
     }
 
 
-def _log_lineage(split: training.TimeSplit, partitions: Sequence[str], inputs: Sequence[str]) -> None:
-    """The S3 partitions (or files) read, as an artifact and as MLflow dataset inputs (with schema and digest)."""
+def datasets(split: training.TimeSplit, partitions: Sequence[str], inputs: Sequence[str]) -> dict[str, Any]:
+    """The training and testing frames (`inputs`, time, label, type) as MLflow datasets, by context. Each infers its
+    schema once, when first logged: seconds for a day of readings, so a session logs the same ones for every run."""
     source = partitions[0].rsplit("/dt=", 1)[0] if partitions else "memory"
-    mlflow.log_dict({"partitions": list(partitions), **_period(split)}, "lineage.json")
-    for context, frame in (("training", split.train), ("testing", split.test)):
-        dataset = mlflow.data.from_pandas(
+    return {
+        context: mlflow.data.from_pandas(
             frame[[training.TIME_COLUMN, *inputs, training.LABEL_COLUMN, training.TYPE_COLUMN]],
             source=source,
             targets=training.LABEL_COLUMN,
             name=f"features-{context}",
         )
+        for context, frame in (("training", split.train), ("testing", split.test))
+    }
+
+
+def _log_lineage(split: training.TimeSplit, partitions: Sequence[str], inputs: dict[str, Any]) -> None:
+    """The S3 partitions (or files) read, as an artifact and as MLflow dataset inputs (with schema and digest)."""
+    mlflow.log_dict({"partitions": list(partitions), **_period(split)}, "lineage.json")
+    for context, dataset in inputs.items():
         mlflow.log_input(dataset, context=context)
 
 
@@ -130,8 +140,10 @@ def log_model_run(
     parent_run_id: str | None = None,
     run_name: str | None = None,
     commit: str | None = None,
+    logged_datasets: dict[str, Any] | None = None,
 ) -> LoggedModel:
-    """One run: parameters, test metrics, the model with signature and input example, lineage, figures."""
+    """One run: parameters, test metrics, the model with signature and input example, lineage, figures.
+    `logged_datasets`: this model's `datasets`, when the session has them already."""
     inputs = training.Inputs.of(result.model)
     X_test, _ = training.features_and_labels(split.test, inputs)
     example = X_test.head(5)
@@ -161,7 +173,7 @@ def log_model_run(
                 "fit_seconds": result.fit_seconds,
             }
         )
-        _log_lineage(split, partitions, inputs.columns)
+        _log_lineage(split, partitions, logged_datasets or datasets(split, partitions, inputs.columns))
         info = mlflow.sklearn.log_model(
             result.model,
             name="model",
@@ -226,7 +238,8 @@ def log_session(
         )
         for baseline, evaluation in baselines.items():
             mlflow.log_metrics({f"{baseline}.{k}": v for k, v in evaluation.flat().items()})
-        _log_lineage(split, partitions, training.Inputs.of(results[0].model).columns if results else ())
+        by_inputs = functools.cache(lambda columns: datasets(split, partitions, columns))
+        _log_lineage(split, partitions, by_inputs(training.Inputs.of(results[0].model).columns if results else ()))
         table = training.comparison(results, baselines)
         mlflow.log_text(table.to_csv(), "comparison.csv")
         mlflow.log_text(split.balance().to_csv(), "class_balance.csv")
@@ -235,7 +248,13 @@ def log_session(
         mlflow.log_figure(plots.precision_recall(pr), "figures/precision_recall.html")
         logged = {
             r.name: log_model_run(
-                r, split, partitions, parent_run_id=parent.info.run_id, run_name=f"{r.name}-{stamp}", commit=commit
+                r,
+                split,
+                partitions,
+                parent_run_id=parent.info.run_id,
+                run_name=f"{r.name}-{stamp}",
+                commit=commit,
+                logged_datasets=by_inputs(training.Inputs.of(r.model).columns),
             )
             for r in results
         }

@@ -6,6 +6,7 @@ Every name is unique to the test session (prefix, experiment, registered model),
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -93,6 +94,12 @@ def test_lineage_names_the_partitions(session, archived: archive.ArchiveData) ->
     _, _, logged = session
     lineage = registry.lineage_of(logged.models["logistic_regression"].run_id)
     assert lineage["partitions"] == archived.partitions
+    client = MlflowClient(tracking_uri=config.load().mlflow_tracking_uri)
+    for run_id in (logged.run_id, *(m.run_id for m in logged.models.values())):
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        contexts = {tag.value for i in inputs for tag in i.tags if tag.key == "mlflow.data.context"}
+        assert contexts == {"training", "testing"}, run_id
+        assert all(json.loads(i.dataset.schema)["mlflow_colspec"] for i in inputs), run_id
 
 
 def test_champion_moves_only_on_improvement(session) -> None:
