@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.base import BaseEstimator
 
-from sensorops import config, training
+from sensorops import config, lineage, training
 from sensorops.errors import ServiceUnavailable, UserError
 from sensorops.training import plots
 
@@ -99,39 +99,6 @@ class LoggedModel:
     model_uri: str
 
 
-def _period(split: training.TimeSplit) -> dict[str, str]:
-    (train_from, train_to), (test_from, test_to) = split.train_period, split.test_period
-    return {
-        "train_from": str(train_from),
-        "train_to": str(train_to),
-        "test_from": str(test_from),
-        "test_to": str(test_to),
-        "cutoff": str(split.cutoff),
-    }
-
-
-def datasets(split: training.TimeSplit, partitions: Sequence[str], inputs: Sequence[str]) -> dict[str, Any]:
-    """The training and testing frames (`inputs`, time, label, type) as MLflow datasets, by context. Each infers its
-    schema once, when first logged: seconds for a day of readings, so a session logs the same ones for every run."""
-    source = partitions[0].rsplit("/dt=", 1)[0] if partitions else "memory"
-    return {
-        context: mlflow.data.from_pandas(
-            frame[[training.TIME_COLUMN, *inputs, training.LABEL_COLUMN, training.TYPE_COLUMN]],
-            source=source,
-            targets=training.LABEL_COLUMN,
-            name=f"features-{context}",
-        )
-        for context, frame in (("training", split.train), ("testing", split.test))
-    }
-
-
-def _log_lineage(split: training.TimeSplit, partitions: Sequence[str], inputs: dict[str, Any]) -> None:
-    """The S3 partitions (or files) read, as an artifact and as MLflow dataset inputs (with schema and digest)."""
-    mlflow.log_dict({"partitions": list(partitions), **_period(split)}, "lineage.json")
-    for context, dataset in inputs.items():
-        mlflow.log_input(dataset, context=context)
-
-
 def log_model_run(
     result: training.SearchResult,
     split: training.TimeSplit,
@@ -143,7 +110,7 @@ def log_model_run(
     logged_datasets: dict[str, Any] | None = None,
 ) -> LoggedModel:
     """One run: parameters, test metrics, the model with signature and input example, lineage, figures.
-    `logged_datasets`: this model's `datasets`, when the session has them already."""
+    `logged_datasets`: this model's `lineage.datasets`, when the session has them already."""
     inputs = training.Inputs.of(result.model)
     X_test, _ = training.features_and_labels(split.test, inputs)
     example = X_test.head(5)
@@ -162,7 +129,7 @@ def log_model_run(
                 "fit_rows": result.fit_rows,
                 "test_rows": len(split.test),
                 "note": result.note,
-                **_period(split),
+                **lineage.periods(split),
             }
         )
         mlflow.log_metrics(
@@ -173,7 +140,7 @@ def log_model_run(
                 "fit_seconds": result.fit_seconds,
             }
         )
-        _log_lineage(split, partitions, logged_datasets or datasets(split, partitions, inputs.columns))
+        lineage.log(split, partitions, logged_datasets or lineage.datasets(split, partitions, inputs.columns))
         info = mlflow.sklearn.log_model(
             result.model,
             name="model",
@@ -233,13 +200,13 @@ def log_session(
                 "models": ",".join(r.name for r in results),
                 "partitions": len(partitions),
                 "train_rows": len(split.train),
-                **_period(split),
+                **lineage.periods(split),
             }
         )
         for baseline, evaluation in baselines.items():
             mlflow.log_metrics({f"{baseline}.{k}": v for k, v in evaluation.flat().items()})
-        by_inputs = functools.cache(lambda columns: datasets(split, partitions, columns))
-        _log_lineage(split, partitions, by_inputs(training.Inputs.of(results[0].model).columns if results else ()))
+        by_inputs = functools.cache(lambda columns: lineage.datasets(split, partitions, columns))
+        lineage.log(split, partitions, by_inputs(training.Inputs.of(results[0].model).columns if results else ()))
         table = training.comparison(results, baselines)
         mlflow.log_text(table.to_csv(), "comparison.csv")
         mlflow.log_text(split.balance().to_csv(), "class_balance.csv")
