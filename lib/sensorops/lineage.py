@@ -38,8 +38,8 @@ def datasets(split: training.TimeSplit, partitions: Sequence[str], inputs: Seque
     }
 
 
-def log(split: training.TimeSplit, partitions: Sequence[str], inputs: dict[str, Any]) -> None:
-    """The S3 partitions (or files) read, as an artifact and as MLflow dataset inputs (with schema and digest)."""
+def log(split: training.TimeSplit, partitions: Sequence[str], by_context: dict[str, Any]) -> None:
+    """The S3 partitions (or files) read, as an artifact, and `datasets` (`by_context`) as the run's MLflow inputs."""
     mlflow.log_dict({"partitions": list(partitions), **periods(split)}, "lineage.json")
-    for context, dataset in inputs.items():
+    for context, dataset in by_context.items():
         mlflow.log_input(dataset, context=context)
