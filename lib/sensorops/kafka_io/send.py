@@ -137,15 +137,17 @@ class _Owners:
 
 def _worker(conn: Any, topic: str, servers: str, overrides: dict[str, Any], share: tuple | None) -> None:
     """A producer process. Without a `share`, it sends the batches it receives (serialised, or DataFrames to
-    serialise) until None; with one, `(source, owners, index)`, it sends its own rows of what `source` yields and
-    reports ("progress", n) as it goes. Either way it ends by sending back its report, whose `timings` hold its
-    seconds per step."""
+    serialise) until None; with one, `(source, owners, index)`, it waits for the parent's go, then sends its own rows
+    of what `source` yields and reports ("progress", n) as it goes. Either way it ends by sending back its report,
+    whose `timings` hold its seconds per step."""
     try:
         producer = EventProducer(topic, servers, **overrides)
     except Exception as exc:
         conn.send(exc)
         return
     conn.send("ready")
+    if share is not None:
+        conn.recv()  # the parent's go, once every worker is ready: they start together
     failed = False
     timings = {"source": 0.0, "serialize": 0.0, "client": 0.0}
     for batch in _received(conn) if share is None else _own_share(*share, timings):
@@ -218,6 +220,9 @@ class _Workers:
                 raise UserError("a producer worker process died on start; run with workers=1 to see why") from None
             if isinstance(hello, Exception):
                 raise hello
+        if self.source is not None:
+            for conn in self.pipes:
+                conn.send("go")
         return self
 
     def __exit__(self, *exc: object) -> None:
