@@ -89,7 +89,10 @@ def test_flink_runs_on_the_pinned_java(settings):
 
     java = flink_java_home() / "bin" / "java"
     for pid in platform_pids()["flink"]:
-        assert Path(psutil.Process(pid).exe()) == java.resolve(), psutil.Process(pid).cmdline()[:3]
+        process = psutil.Process(pid)
+        assert Path(process.exe()) == java.resolve(), process.cmdline()[:3]
+        # Flink passes -Xms equal to -Xmx; the platform's later -Xms wins, so an idle JVM can give its heap back.
+        assert [flag for flag in process.cmdline() if flag.startswith("-Xms")][-1] == "-Xms128m"
     jvm = requests.get(f"{settings.flink_rest_url}/jobmanager/environment", timeout=10).json()["jvm"]
     assert jvm["version"].rpartition(" - ")[2].split("/")[0] == versions()["FLINK_JAVA_VERSION"], jvm["version"]
 

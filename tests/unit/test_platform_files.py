@@ -100,3 +100,15 @@ def test_seaweedfs_runs_locked_down_on_the_platform_ports_only(platform_home):
     security = (platform_home.seaweedfs_conf / "security.toml").read_text()
     assert all(creds[key] in security for key in seaweedfs.JWT_KEYS)
     assert "${" not in security and mode(platform_home.seaweedfs_conf / seaweedfs.KEY) == 0o600
+
+
+def test_flink_runs_on_java_21_without_flags_for_modules_it_lacks(platform_home):
+    install.render(platform_home, install.ensure_credentials())
+    conf = (platform_home.flink_conf / "config.yaml").read_text()
+    java_home = layout.flink_java_home()
+    assert f"env.java.home: {java_home}\n" in conf
+    modules = set(re.search(r'^MODULES="([^"]*)"', (java_home / "release").read_text(), re.M).group(1).split())
+    opts = re.search(r"^env\.java\.opts\.all: (.*)$", conf, re.M).group(1).split()
+    named = [flag.split("=")[1].split("/")[0] for flag in opts if flag.startswith(("--add-exports=", "--add-opens="))]
+    assert named and set(named) <= modules
+    assert opts[-2:] == ["-Xms128m", "-XX:G1PeriodicGCInterval=60000"]

