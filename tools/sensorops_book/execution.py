@@ -30,7 +30,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "04_orchestrate_airflow": {"MODELS": "random_forest"},
     "05_score_stream_alerts": {"DURATION_S": 75, "MOVE_AT_S": 20},
     "06_monitor_drift_retrain": {"WINDOW_MIN": 5, "MODELS": "random_forest"},
-    "08_measure_performance": {"GENERATE_EVENTS": 100_000, "STREAM_EVENTS": 150_000},
+    "08_measure_performance": {"GENERATE_EVENTS": 100_000, "STREAM_EVENTS": 150_000, "STREAM_ROUNDS": 1},
 }
 """The smoke size `make test` runs (`notebooks --smoke`): fewer models and a shorter live run, the same code path.
 A notebook not named here runs at its default size, which is already small."""
