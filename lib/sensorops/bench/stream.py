@@ -116,13 +116,11 @@ def throughput(
     try:
         stream.prepare(cfg)
         kafka_io.produce(backlog, topic=cfg.source_topic, workers=2)
-        for i, (project, reference) in enumerate(zip(projects, references)):
-            for side in ("project", "reference") if i % 2 == 0 else ("reference", "project"):
-                if side == "project":
-                    stream.prepare(project)
-                    drains[side].append(_drain_project(project, len(backlog), timeout_s))
-                else:
-                    drains[side].append(_drain_reference(reference, len(backlog), timeout_s))
+        drain = {"project": _drain_project, "reference": _drain_reference}
+        for i, pair in enumerate(zip(projects, references)):
+            turns = list(zip(("project", "reference"), pair))
+            for side, job in turns if i % 2 == 0 else reversed(turns):
+                drains[side].append(drain[side](job, len(backlog), timeout_s))
         fastest = {side: max(runs, key=lambda d: d.events_per_s) for side, runs in drains.items()}
         rates = {side: [d.events_per_s for d in runs] for side, runs in drains.items()}
         return Throughput(len(backlog), parallelism, settings, fastest["project"], fastest["reference"], rounds, rates)
@@ -148,6 +146,7 @@ def _drain(name: str, job_id: str, rows: int, expected: int, last: float, job_s:
 
 
 def _drain_project(cfg: stream.StreamJobConfig, expected: int, timeout_s: float) -> Drain:
+    stream.prepare(cfg)  # its own features topic, where its rows are counted
     job_id, _ = stream.submit(cfg, fresh=True)
     final = flink.wait_finished(job_id, timeout_s)
     ends = kafka_io.end_offsets(cfg.features_topic, cfg.bootstrap_servers)
