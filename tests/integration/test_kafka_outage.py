@@ -35,6 +35,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cluster_id() -> str:
+    """A random KRaft cluster id. Like Kafka's own `Uuid.randomUuid`, it never starts with "-": StorageTool would
+    read such an id as an option (1 in 64 ids did, and failed the test)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
+
+
 class Broker:
     """A private KRaft broker+controller process, started and stopped by this test only."""
 
@@ -54,7 +62,7 @@ class Broker:
             "transaction.state.log.min.isr=1\nshare.coordinator.state.topic.replication.factor=1\n"
             "share.coordinator.state.topic.min.isr=1\n"
         )
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         subprocess.run(
             [
                 "java",
