@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -48,6 +49,21 @@ def stream_job(settings) -> Iterator[stream.StreamJobConfig]:
         yield cfg
     finally:
         stream.remove(cfg)
+
+
+@pytest.fixture(scope="session")
+def free_ports() -> Callable[[int], list[int]]:
+    """`n` distinct free ports on 127.0.0.1 for a throwaway server. Every socket stays bound until all are chosen:
+    ports picked one by one could repeat."""
+
+    def pick(n: int) -> list[int]:
+        with contextlib.ExitStack() as stack:
+            sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            return [s.getsockname()[1] for s in sockets]
+
+    return pick
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -29,12 +28,6 @@ pytestmark = pytest.mark.integration
 JARS = config.load().home / "jars" / "kafka"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cluster_id() -> str:
     """A random KRaft cluster id. Like Kafka's own `Uuid.randomUuid`, it never starts with "-": StorageTool would
     read such an id as an option (1 in 64 ids did, and failed the test)."""
@@ -46,8 +39,8 @@ def _cluster_id() -> str:
 class Broker:
     """A private KRaft broker+controller process, started and stopped by this test only."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.port, self.controller = _free_port(), _free_port()
+    def __init__(self, workdir: Path, ports: list[int]) -> None:
+        self.port, self.controller = ports
         self.workdir = workdir
         self.props = workdir / "server.properties"
         self.props.write_text(
@@ -114,9 +107,9 @@ class Broker:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
+def broker(tmp_path: Path, free_ports) -> Iterator[Broker]:
     assert JARS.is_dir(), f"the platform's Kafka jars are missing in {JARS}: run `make up` once"
-    b = Broker(tmp_path)
+    b = Broker(tmp_path, free_ports(2))
     b.start()
     yield b
     b.kill()

@@ -41,28 +41,18 @@ log.cleaner.dedupe.buffer.size=16777216
 """
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _java(jars: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["java", "-cp", f"{jars}/*", *args], capture_output=True, text=True, check=True)
 
 
 @pytest.fixture(scope="module")
-def scram_broker(tmp_path_factory) -> Iterator[dict[str, str]]:
+def scram_broker(tmp_path_factory, free_ports) -> Iterator[dict[str, str]]:
     """A one-node KRaft broker of the platform's Kafka jars, clients only through SCRAM, on free ports; yields the
     client settings that reach it."""
     jars = Layout(config.load().home).kafka_jars  # installed by `make up`
     home = tmp_path_factory.mktemp("kafka-sasl")
     props = home / "server.properties"
-    port, internal_port, controller_port = _free_ports(3)
+    port, internal_port, controller_port = free_ports(3)
     server = SERVER.format(port=port, internal_port=internal_port, controller_port=controller_port)
     props.write_text(server + f"log.dirs={home / 'data'}\n")
     password = secrets.token_urlsafe(18)
