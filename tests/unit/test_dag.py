@@ -25,6 +25,7 @@ from sensorops.pipeline.xcom import XCom
 DAGS = config.ROOT / "deploy" / "airflow" / "dags"
 
 EXPECTED_EDGES = {
+    ("enabled", "check_services"),
     ("check_services", "prepare"),
     ("prepare", "generate_batch"),
     ("prepare", "ensure_stream_job"),
@@ -135,7 +136,7 @@ def test_dag_folder_imports_without_errors(parsed: dict, mode: str) -> None:
 @pytest.mark.parametrize("mode", ["local", "kubernetes"])
 def test_task_graph(parsed: dict, mode: str) -> None:
     tasks = parsed[mode]["tasks"]
-    assert set(tasks) == set(pipeline.STEPS)
+    assert set(tasks) == {"enabled", *pipeline.STEPS}
     assert edges(tasks) == EXPECTED_EDGES
     assert parsed[mode]["max_active_runs"] == 1
     assert mode in parsed[mode]["tags"]
@@ -165,11 +166,11 @@ def test_retries_and_timeouts(parsed: dict, mode: str) -> None:
 
 
 def test_local_mode_runs_python_tasks(parsed: dict) -> None:
-    assert {t["type"] for t in parsed["local"]["tasks"].values()} == {"_PythonDecoratedOperator"}
+    assert {parsed["local"]["tasks"][name]["type"] for name in pipeline.STEPS} == {"_PythonDecoratedOperator"}
 
 
 def test_kubernetes_mode_runs_pods_of_the_project_image(parsed: dict) -> None:
-    tasks = parsed["kubernetes"]["tasks"]
+    tasks = {name: parsed["kubernetes"]["tasks"][name] for name in pipeline.STEPS}
     assert {t["type"] for t in tasks.values()} == {"KubernetesPodOperator"}
     for name, t in tasks.items():
         assert t["image"] == "registry.test/sensorops:9"
@@ -178,8 +179,13 @@ def test_kubernetes_mode_runs_pods_of_the_project_image(parsed: dict) -> None:
         assert t["xcom"] is True
 
 
-def test_the_pipeline_runs_nightly(parsed: dict) -> None:
-    assert parsed["local"]["schedule"] == "0 2 * * *"
+@pytest.mark.parametrize("mode", ["local", "kubernetes"])
+def test_the_pipeline_runs_nightly_once_switched_on(parsed: dict, mode: str) -> None:
+    """At 02:00 UTC, behind the switch `enabled` (the Airflow Variable `sensor_mlops_pipeline`), which runs in the
+    worker in both modes."""
+    assert parsed[mode]["schedule"] == "0 2 * * *"
+    assert parsed[mode]["tasks"]["enabled"]["type"] == "_ShortCircuitDecoratedOperator"
+    assert parsed[mode]["watch"]["tasks"]["enabled"]["type"] == "_ShortCircuitDecoratedOperator"
 
 
 def test_a_new_platform_waits_for_the_next_scheduled_slot(parsed: dict) -> None:
@@ -203,16 +209,15 @@ def test_the_watch_checks_drift_and_only_then_retrains_on_recent_data(parsed: di
     assert set(watch["params"]) == {"minutes", "threshold", "decide_on", "retrain_conf"}
 
 
-def test_scheduled_watch_runs_check_only_once_switched_on() -> None:
+def test_scheduled_runs_go_on_only_once_switched_on() -> None:
     from airflow.sdk.api.datamodels._generated import DagRunType  # what the task context's `dag_run` holds
 
-    from sensorops.monitoring.drift_check import watch_enabled
-
+    goes_on = pipeline.scheduled_run_goes_on
     for scheduled in ("scheduled", DagRunType.SCHEDULED, str(DagRunType.SCHEDULED)):
-        assert not watch_enabled(scheduled, None) and not watch_enabled(scheduled, "off")
-        assert watch_enabled(scheduled, "on") and watch_enabled(scheduled, " ON\n")
+        assert not goes_on(scheduled, None) and not goes_on(scheduled, "off")
+        assert goes_on(scheduled, "on") and goes_on(scheduled, " ON\n")
     for by_hand in ("manual", DagRunType.MANUAL, str(DagRunType.MANUAL)):
-        assert watch_enabled(by_hand, None) and watch_enabled(by_hand, "off")
+        assert goes_on(by_hand, None) and goes_on(by_hand, "off")
 
 
 def test_the_watch_pod_runs_the_drift_check_command_line(parsed: dict) -> None:

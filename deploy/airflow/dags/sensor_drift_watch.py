@@ -17,7 +17,7 @@ import logging
 from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, Param, Variable, get_current_context, task
+from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from sensorops import pipeline
@@ -51,13 +51,6 @@ def pod_check():
     return operators.pod_operator("check_drift", ["sensorops", "drift"], arguments, **CHECK).output
 
 
-@task.short_circuit(task_id="enabled")
-def enabled() -> bool:
-    """Scheduled runs check only while the Variable `sensor_drift_watch` is `on`; manual runs always do."""
-    run_type = get_current_context()["dag_run"].run_type
-    return drift_check.watch_enabled(run_type, Variable.get(drift_check.WATCH_VARIABLE, default="off"))
-
-
 @task.short_circuit(task_id="drifted")
 def drifted(summary: dict) -> dict | bool:
     """The retraining run's conf if the check found drift; False skips `retrain`."""
@@ -87,7 +80,7 @@ with DAG(
     },
 ) as dag:
     summary = local_check() if pipeline.execution_mode() == "local" else pod_check()
-    enabled() >> summary
+    operators.schedule_switch(drift_check.WATCH_VARIABLE) >> summary
     drifted(summary) >> TriggerDagRunOperator(
         task_id="retrain",
         trigger_dag_id=pipeline.DAG_ID,

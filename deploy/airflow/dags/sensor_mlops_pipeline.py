@@ -1,7 +1,11 @@
 """sensor_mlops_pipeline: from a bounded batch of sensor events to a promoted model and a run report.
 
-check_services >> prepare >> [generate_batch, ensure_stream_job] >> wait_for_archive >> validate_data
+enabled >> check_services >> prepare >> [generate_batch, ensure_stream_job] >> wait_for_archive >> validate_data
     >> train_and_evaluate >> promote_model >> [write_report, ensure_scoring_job >> judge_challenger]
+
+Nightly at 02:00 UTC once switched on: `enabled` lets a scheduled run go on only while the Airflow Variable
+`sensor_mlops_pipeline` is `on` (`pipeline.SCHEDULE_VARIABLE`), off by default so that no run moves the champion under
+a learner's notebooks; a run started by hand or by `sensor_drift_watch` always goes on.
 
 The task bodies live in `sensorops.pipeline`; this file only wires them. `SENSOROPS_EXECUTION=kubernetes` (read when
 the file is parsed) runs every task as a pod of the project's image (`SENSOROPS_IMAGE`) instead of in the worker.
@@ -23,7 +27,7 @@ from sensorops.pipeline import operators
 
 MODE = pipeline.execution_mode()
 SCHEDULE = CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=timedelta(0))
-"""Nightly at 02:00 UTC on a generated batch; `sensor_drift_watch` starts it between nights on recent data."""
+"""Nightly at 02:00 UTC on a generated batch (once `enabled`); `sensor_drift_watch` starts it on recent data."""
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
 
 
@@ -89,6 +93,7 @@ with DAG(
 ) as dag:
     make = local_task if MODE == "local" else pod_task
     t = {step.name: make(step) for step in pipeline.STEPS.values()}
+    operators.schedule_switch(pipeline.SCHEDULE_VARIABLE) >> t["check_services"]
     t["check_services"] >> t["prepare"] >> [t["generate_batch"], t["ensure_stream_job"]] >> t["wait_for_archive"]
     t["wait_for_archive"] >> t["validate_data"] >> t["train_and_evaluate"] >> t["promote_model"]
     t["promote_model"] >> [t["write_report"], t["ensure_scoring_job"]]

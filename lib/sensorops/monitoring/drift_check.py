@@ -24,15 +24,6 @@ WATCH_VARIABLE = "sensor_drift_watch"
 on a learner's machine. Runs started by hand always check."""
 
 
-def watch_enabled(run_type: object, variable: str | None) -> bool:
-    """Whether a run of the `sensor_drift_watch` DAG checks: a scheduled run only while `WATCH_VARIABLE` is `on`.
-
-    `run_type` as the task context gives it (Airflow's `DagRunType`), its value, or its `str()`, which is
-    `DagRunType.SCHEDULED`: comparing that with "scheduled" once let every scheduled run through."""
-    kind = str(getattr(run_type, "value", run_type)).rsplit(".", 1)[-1].lower()
-    return kind != "scheduled" or (variable or "").strip().lower() == "on"
-
-
 def default_pushgateway() -> str:
     """`PUSHGATEWAY_URL`, or the local platform's Pushgateway."""
     return os.environ.get("PUSHGATEWAY_URL", f"127.0.0.1:{PORTS['pushgateway']}")

@@ -35,11 +35,13 @@ from sensorops.pipeline.context import (
     MODES,
     NAMESPACE_ENV,
     REPORT_BUCKET,
+    SCHEDULE_VARIABLE,
     SECRET_ENV,
     RunContext,
     RunParams,
     endpoint_environment,
     execution_mode,
+    scheduled_run_goes_on,
 )
 from sensorops.pipeline.models import promote_model, train_and_evaluate
 from sensorops.pipeline.outputs import (
@@ -80,6 +82,7 @@ __all__ = [
     "MODES",
     "NAMESPACE_ENV",
     "REPORT_BUCKET",
+    "SCHEDULE_VARIABLE",
     "SECRET_ENV",
     "STEPS",
     "ArchiveCounts",
@@ -114,6 +117,7 @@ __all__ = [
     "promote_model",
     "render_report",
     "run_step",
+    "scheduled_run_goes_on",
     "train_and_evaluate",
     "validate_data",
     "wait_for_archive",

@@ -14,6 +14,9 @@ from sensorops import __version__, config
 from sensorops.errors import UserError
 
 DAG_ID = "sensor_mlops_pipeline"
+SCHEDULE_VARIABLE = "sensor_mlops_pipeline"
+"""The Airflow Variable that turns the nightly schedule on (`on`); off by default, so that no run moves the champion
+under a learner's notebooks at 02:00 UTC. Runs started by hand, or by the drift watch, always go on."""
 EXECUTION_ENV = "SENSOROPS_EXECUTION"
 """`local` (default): tasks run in the Airflow worker. `kubernetes`: each task is a pod running the project image."""
 MODES = ("local", "kubernetes")
@@ -37,6 +40,16 @@ acknowledged (before the manifest is written), and right after the model version
 ENDPOINT_VARIABLES = {service: setting.upper() for service, setting in config.ENDPOINT_FIELDS.items()}
 """The environment variable behind each service's address (`config.load` reads a setting from its upper-case
 name); a run's `endpoints` parameter overrides them for that run only."""
+
+
+def scheduled_run_goes_on(run_type: object, variable: str | None) -> bool:
+    """Whether a DAG run goes on past its switch (`operators.schedule_switch`): a scheduled run only while its
+    Airflow Variable (`variable`, its value or None) is `on`; a run started by hand or by another DAG always.
+
+    `run_type` as the task context gives it (Airflow's `DagRunType`), its value, or its `str()`, which is
+    `DagRunType.SCHEDULED`: comparing that with "scheduled" once let every scheduled run through."""
+    kind = str(getattr(run_type, "value", run_type)).rsplit(".", 1)[-1].lower()
+    return kind != "scheduled" or (variable or "").strip().lower() == "on"
 
 
 def _refuse_unknown_services(names: Iterable[str]) -> None:

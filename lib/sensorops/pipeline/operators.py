@@ -7,9 +7,10 @@ import os
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import Variable, get_current_context, task
 from kubernetes.client import models as k8s
 
-from sensorops.pipeline.context import DEFAULT_IMAGE, IMAGE_ENV, NAMESPACE_ENV, SECRET_ENV
+from sensorops.pipeline.context import DEFAULT_IMAGE, IMAGE_ENV, NAMESPACE_ENV, SECRET_ENV, scheduled_run_goes_on
 from sensorops.pipeline.pod import (
     CONTAINER_SECURITY_CONTEXT,
     NAMESPACE,
@@ -48,3 +49,16 @@ def pod_operator(task_id: str, cmds: list[str], arguments: list[str], **task_arg
         on_finish_action="delete_succeeded_pod",
         **task_args,
     )
+
+
+def schedule_switch(variable: str) -> Any:
+    """The first task of a scheduled DAG, `enabled`: a scheduled run goes on only while the Airflow Variable
+    `variable` is `on` (Admin > Variables, or `airflow variables set VARIABLE on`), and skips every task after it
+    otherwise; a run started by hand or by another DAG always goes on. It runs in the Airflow worker in both modes."""
+
+    @task.short_circuit(task_id="enabled", doc_md=f"Scheduled runs go on only while the Variable `{variable}` is `on`.")
+    def enabled() -> bool:
+        run_type = get_current_context()["dag_run"].run_type
+        return scheduled_run_goes_on(run_type, Variable.get(variable, default="off"))
+
+    return enabled()
