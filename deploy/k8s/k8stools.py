@@ -388,11 +388,12 @@ from kubernetes.client import ApiClient
 bag = DagBag(dag_folder=sys.argv[1])
 assert not bag.import_errors, bag.import_errors
 dag = bag.dags["sensor_mlops_pipeline"]
-pods = {t.task_id: ApiClient().sanitize_for_serialization(t.build_pod_request_obj(dry_run=True)) for t in dag.tasks}
-labels = type(dag.tasks[0])._get_ti_pod_labels  # what a real run adds (a dry run leaves them out)
+tasks = [t for t in dag.tasks if hasattr(t, "build_pod_request_obj")]  # the steps; `enabled` runs in the worker
+pods = {t.task_id: ApiClient().sanitize_for_serialization(t.build_pod_request_obj(dry_run=True)) for t in tasks}
+labels = type(tasks[0])._get_ti_pod_labels  # what a real run adds (a dry run leaves them out)
 
 class TI:
-    dag_id, task_id, map_index, try_number = dag.dag_id, dag.tasks[0].task_id, -1, 1
+    dag_id, task_id, map_index, try_number = dag.dag_id, tasks[0].task_id, -1, 1
 
 print(json.dumps({"pods": pods, "labels": labels({"ti": TI(), "run_id": "r", "dag": dag})}))
 """
