@@ -7,7 +7,6 @@ really reached the log.
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import subprocess
@@ -21,19 +20,12 @@ import pandas as pd
 import pytest
 
 from sensorops import config, generator, kafka_io
+from sensorops.platform import install
 from sensorops.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 JARS = config.load().home / "jars" / "kafka"
-
-
-def _cluster_id() -> str:
-    """A random KRaft cluster id. Like Kafka's own `Uuid.randomUuid`, it never starts with "-": StorageTool would
-    read such an id as an option (1 in 64 ids did, and failed the test)."""
-    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
-        pass
-    return cluster_id
 
 
 class Broker:
@@ -55,24 +47,7 @@ class Broker:
             "transaction.state.log.min.isr=1\nshare.coordinator.state.topic.replication.factor=1\n"
             "share.coordinator.state.topic.min.isr=1\n"
         )
-        cluster_id = _cluster_id()
-        subprocess.run(
-            [
-                "java",
-                "-cp",
-                f"{JARS}/*",
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(self.props),
-                "--standalone",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        install.format_kraft(JARS, self.props)
         self.proc: subprocess.Popen | None = None
 
     @property

@@ -9,12 +9,12 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sensorops import config, generator, kafka_io, platform
 from sensorops.errors import UserError
+from sensorops.platform import install
 from sensorops.platform.layout import Layout
 from sensorops.stream.tables import kafka_connection, kafka_sink, with_options
 
@@ -41,10 +41,6 @@ log.cleaner.dedupe.buffer.size=16777216
 """
 
 
-def _java(jars: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["java", "-cp", f"{jars}/*", *args], capture_output=True, text=True, check=True)
-
-
 @pytest.fixture(scope="module")
 def scram_broker(tmp_path_factory, free_ports) -> Iterator[dict[str, str]]:
     """A one-node KRaft broker of the platform's Kafka jars, clients only through SCRAM, on free ports; yields the
@@ -56,11 +52,7 @@ def scram_broker(tmp_path_factory, free_ports) -> Iterator[dict[str, str]]:
     server = SERVER.format(port=port, internal_port=internal_port, controller_port=controller_port)
     props.write_text(server + f"log.dirs={home / 'data'}\n")
     password = secrets.token_urlsafe(18)
-    cluster = _java(jars, "kafka.tools.StorageTool", "random-uuid").stdout.strip()
-    scram = f"SCRAM-SHA-512=[name={USER},password={password}]"
-    _java(
-        jars, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props), "--standalone", "--add-scram", scram
-    )
+    install.format_kraft(jars, props, "--add-scram", f"SCRAM-SHA-512=[name={USER},password={password}]")
     log = (home / "kafka.log").open("w")
     broker = subprocess.Popen(
         ["java", "-Xms128m", "-Xmx384m", "-cp", f"{jars}/*", "kafka.Kafka", str(props)], stdout=log, stderr=log

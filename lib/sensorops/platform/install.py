@@ -295,23 +295,17 @@ def format_kafka_storage(lay: Layout) -> None:
     """Format KRaft storage once, on the first start."""
     if (lay.home / "data" / "kafka" / "meta.properties").exists():
         return
-    cp = f"{lay.kafka_jars}/*"
-    cluster_id = subprocess.run(
-        ["java", "-cp", cp, "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    format_kraft(lay.kafka_jars, lay.home / "kafka" / "server.properties")
+
+
+def format_kraft(jars: Path, properties: Path, *options: str) -> None:
+    """Format the storage of the KRaft node `properties` describes (one node, `--standalone`) with a fresh cluster id
+    from Kafka's own StorageTool, whose ids never start with "-" (the tool would read one as an option); `options`
+    go to `format`, e.g. `--add-scram`."""
+    tool = ["java", "-cp", f"{jars}/*", "kafka.tools.StorageTool"]
+    cluster_id = subprocess.run([*tool, "random-uuid"], capture_output=True, text=True, check=True).stdout.strip()
     subprocess.run(
-        [
-            "java",
-            "-cp",
-            cp,
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id,
-            "-c",
-            str(lay.home / "kafka" / "server.properties"),
-            "--standalone",
-        ],
+        [*tool, "format", "-t", cluster_id, "-c", str(properties), "--standalone", *options],
         capture_output=True,
         text=True,
         check=True,
